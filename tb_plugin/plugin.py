@@ -1,0 +1,335 @@
+"""The TensorBoard attention plugin: HTTP routes over attention summaries, and its frontend.
+
+Routes, under `/data/plugin/attention/` (documented in the README):
+
+* `tags`: `{run: {tag: {description, max_step, num_steps, shape, heads}}}`
+* `steps?run=R&tag=T`: `[{step, wall_time}, ...]`, ascending
+* `matrix?run=R&tag=T[&step=S][&format=json|binary|csv]`: one stored matrix
+* anything else: a file of `static/` named exactly as in a listing of that folder.
+
+Every request that cannot be served gets a 4xx answer with a JSON body `{"error": ...}`.
+Data is read only through `context.data_provider`, so both loaders work.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import os
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_plugin import codec, metadata
+
+logger = logging.getLogger(__name__)
+
+# How many steps per tag to read when `--samples_per_plugin` says nothing: TensorBoard's
+# own default for blob sequences. `--samples_per_plugin attention=0` means all of them.
+DEFAULT_DOWNSAMPLING = 10
+_ALL_STEPS = 1 << 30
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_STATIC_TYPES = {".js": "application/javascript", ".mjs": "application/javascript",
+                 ".css": "text/css"}
+
+FORMATS = ("json", "binary", "csv")
+_STEP_RE = re.compile(r"-?[0-9]{1,19}")
+_INT64_MAX = (1 << 63) - 1
+
+
+class _RequestError(Exception):
+    """A request that cannot be served; becomes a JSON error response."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _shown(value: str) -> str:
+    """A user-supplied value, quoted and cut short, for an error message."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _json_error(request: wrappers.Request, code: int, message: str) -> wrappers.Response:
+    return http_util.Respond(request, {"error": message}, "application/json", code=code)
+
+
+def _json_errors(handler: Callable) -> Callable:
+    """Wraps a route so that nothing it raises becomes a 5xx or a traceback."""
+
+    @functools.wraps(handler)
+    @wrappers.Request.application
+    def wrapped(self, request):
+        try:
+            return handler(self, request)
+        except _RequestError as err:
+            return _json_error(request, err.code, err.message)
+        except errors.NotFoundError as err:
+            return _json_error(request, 404, f"not found: {err}")
+        except errors.PublicError as err:
+            return _json_error(request, err.http_code if err.http_code < 500 else 400, str(err))
+        except Exception as err:  # noqa: BLE001 - the contract: a bad request never gets a 5xx
+            logger.exception("attention plugin: unexpected error serving %s", request.full_path)
+            return _json_error(
+                request, 400, f"request could not be served ({type(err).__name__}: {err})"
+            )
+
+    return wrapped
+
+
+def _param(request: wrappers.Request, name: str) -> str:
+    value = request.args.get(name)
+    if value is None:
+        raise _RequestError(400, f"missing query parameter {name!r}: expected a {name} name")
+    if not value:
+        raise _RequestError(400, f"query parameter {name!r}: expected a non-empty {name} name")
+    return value
+
+
+def _parse_step(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not _STEP_RE.fullmatch(text) or abs(int(text)) > _INT64_MAX:
+        raise _RequestError(
+            400, f"query parameter 'step': expected an integer training step, got {_shown(text)}"
+        )
+    return int(text)
+
+
+def _parse_format(text: str | None) -> str:
+    if text is None:
+        return "json"
+    if text not in FORMATS:
+        raise _RequestError(
+            400, f"query parameter 'format': expected one of {', '.join(FORMATS)}, got "
+            f"{_shown(text)}"
+        )
+    return text
+
+
+def _safe_filename(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")[:150]
+
+
+class AttentionPlugin(base_plugin.TBPlugin):
+    """Serves attention summaries and the heatmap frontend to TensorBoard.
+
+    Args:
+      context: the `base_plugin.TBContext` TensorBoard passes to every plugin.
+      static_dir: folder of the frontend files (default: `static/` next to this module).
+    """
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext, static_dir: str | None = None):
+        self._data_provider = context.data_provider
+        hint = (context.sampling_hints or {}).get(self.plugin_name, DEFAULT_DOWNSAMPLING)
+        self._downsample_to = _ALL_STEPS if hint <= 0 else hint
+        self.static_dir = static_dir or STATIC_DIR
+
+    def get_plugin_apps(self) -> dict[str, Callable]:
+        return {
+            "/tags": self._serve_tags,
+            "/steps": self._serve_steps,
+            "/matrix": self._serve_matrix,
+            "/*": self._serve_static,
+        }
+
+    def is_active(self) -> bool:
+        # TensorBoard's core lists plugins with data through `data_plugin_names`.
+        return False
+
+    def data_plugin_names(self) -> tuple[str, ...]:
+        return (metadata.PLUGIN_NAME,)
+
+    def frontend_metadata(self) -> base_plugin.FrontendMetadata:
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attention")
+
+    # -- data access -------------------------------------------------------------------
+
+    def _read_sequences(self, ctx, experiment: str, run_tag_filter=None) -> dict:
+        return self._data_provider.read_blob_sequences(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=self._downsample_to,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def _readable_tags(self, ctx, experiment: str) -> dict[str, dict[str, Any]]:
+        """{run: {tag: BlobSequenceTimeSeries}} for the tags of a known format version."""
+        listing = self._data_provider.list_blob_sequences(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
+        )
+        result: dict[str, dict[str, Any]] = {}
+        for run, tags in listing.items():
+            for tag, series in tags.items():
+                try:
+                    version = metadata.parse_plugin_metadata(series.plugin_content)
+                except ValueError as err:
+                    logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
+                    continue
+                if version > codec.FORMAT_VERSION:
+                    logger.warning(
+                        "attention: skipping run %r tag %r: format version %d is newer "
+                        "than this plugin's %d", run, tag, version, codec.FORMAT_VERSION
+                    )
+                    continue
+                result.setdefault(run, {})[tag] = series
+        return result
+
+    def _series(self, ctx, experiment: str, run: str, tag: str) -> list:
+        """The retained steps of one run/tag, ascending; 404 when there are none."""
+        data = self._read_sequences(
+            ctx, experiment, provider.RunTagFilter(runs=[run], tags=[tag])
+        )
+        series = data.get(run, {}).get(tag)
+        if not series:
+            raise _RequestError(
+                404, f"no attention data for run {_shown(run)} and tag {_shown(tag)}"
+            )
+        return series
+
+    def _read_header(self, ctx, datum) -> codec.Header:
+        if len(datum.values) != 2:
+            raise codec.DecodeError(f"expected 2 blobs per step, got {len(datum.values)}")
+        return codec.decode_header(self._data_provider.read_blob(
+            ctx, blob_key=datum.values[0].blob_key
+        ))
+
+    # -- routes ----------------------------------------------------------------------------
+
+    @_json_errors
+    def _serve_tags(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        readable = self._readable_tags(ctx, experiment)
+        data = self._read_sequences(ctx, experiment) if readable else {}
+        result: dict[str, dict[str, Any]] = {}
+        for run, tags in readable.items():
+            for tag, series in tags.items():
+                steps = data.get(run, {}).get(tag)
+                if not steps:
+                    continue
+                try:
+                    header = self._read_header(ctx, steps[-1])
+                except (codec.DecodeError, errors.NotFoundError) as err:
+                    logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
+                    continue
+                result.setdefault(run, {})[tag] = {
+                    "description": series.description,
+                    "max_step": steps[-1].step,
+                    "num_steps": len(steps),
+                    "shape": list(header.shape3),
+                    "heads": header.heads,
+                }
+        return http_util.Respond(request, result, "application/json")
+
+    @_json_errors
+    def _serve_steps(self, request):
+        run, tag = _param(request, "run"), _param(request, "tag")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        series = self._series(ctx, experiment, run, tag)
+        body = [{"step": d.step, "wall_time": d.wall_time} for d in series]
+        return http_util.Respond(request, body, "application/json")
+
+    @_json_errors
+    def _serve_matrix(self, request):
+        run, tag = _param(request, "run"), _param(request, "tag")
+        step = _parse_step(request.args.get("step"))
+        fmt = _parse_format(request.args.get("format"))
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        series = self._series(ctx, experiment, run, tag)
+        if step is None:
+            datum = series[-1]
+        else:
+            datum = next((d for d in series if d.step == step), None)
+            if datum is None:
+                raise _RequestError(
+                    404, f"query parameter 'step': no step {step} for run {_shown(run)} and "
+                    f"tag {_shown(tag)}; retained steps run from {series[0].step} to "
+                    f"{series[-1].step} ({len(series)} steps)"
+                )
+        try:
+            header = self._read_header(ctx, datum)
+            values = codec.decode_values(
+                header, self._data_provider.read_blob(ctx, blob_key=datum.values[1].blob_key)
+            )
+        except codec.DecodeError as err:
+            raise _RequestError(
+                404, f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
+                f"step {datum.step}: {err}"
+            ) from err
+        described = {"step": datum.step, "wall_time": datum.wall_time, **header.to_json()}
+        if fmt == "binary":
+            return self._binary_response(request, described, values)
+        if fmt == "csv":
+            return self._csv_response(request, run, tag, datum.step, header, values)
+        described["values"] = values.astype(np.float32).tolist()
+        # Serialised here rather than by `Respond`, whose recursive clean-up of a
+        # million floats would cost more than the encoding itself.
+        body = json.dumps(described, ensure_ascii=False, separators=(",", ":"))
+        return http_util.Respond(request, body, "application/json; charset=utf-8")
+
+    def _binary_response(self, request, described: dict, values: np.ndarray):
+        header = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
+        padding = b"\0" * (-(4 + len(header)) % 4)
+        body = b"".join((
+            struct.pack("<I", len(header)),
+            header,
+            padding,
+            values.astype("<f4").tobytes(order="C"),
+        ))
+        return http_util.Respond(request, body, "application/octet-stream")
+
+    def _csv_response(self, request, run, tag, step, header: codec.Header, values):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        with_heads = len(header.shape) == 3
+        writer.writerow((["head"] if with_heads else []) + ["query", *header.input_labels])
+        for h, matrix in enumerate(values.reshape(header.shape3)):
+            for label, row in zip(header.query_labels, matrix, strict=True):
+                cells = [format(float(v), ".6g") for v in row]
+                writer.writerow(([h] if with_heads else []) + [label, *cells])
+        filename = _safe_filename("attention", run, tag, f"step{step}") + ".csv"
+        return http_util.Respond(
+            request, out.getvalue(), "text/csv",
+            headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
+        )
+
+    @_json_errors
+    def _serve_static(self, request):
+        prefix = f"/data/plugin/{metadata.PLUGIN_NAME}/"
+        path = request.path
+        name = path[len(prefix):] if path.startswith(prefix) else ""
+        # Looked up by exact name among the folder's files: a user's path is never joined.
+        try:
+            listing = set(os.listdir(self.static_dir))
+        except OSError:
+            listing = set()
+        mime = _STATIC_TYPES.get(os.path.splitext(name)[1])
+        if (
+            mime is None
+            or name not in listing
+            or not os.path.isfile(os.path.join(self.static_dir, name))
+        ):
+            raise _RequestError(404, f"no such route or file: {_shown(name)}")
+        with open(os.path.join(self.static_dir, name), "rb") as f:
+            content = f.read()
+        return http_util.Respond(request, content, mime)
