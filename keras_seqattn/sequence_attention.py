@@ -1,0 +1,383 @@
+"""`SequenceAttention`: Wolfram's SequenceAttentionLayer for Keras 3."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+from keras import KerasTensor, Model, layers, ops, random, saving
+from keras import Input as KerasInput
+
+from keras_seqattn import sequences
+from keras_seqattn.sequences import set_keras_mask
+from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net
+
+RESCALINGS = (None, "length_sqrt", "dim_sqrt")
+
+
+def _parse_mask_option(mask):
+    """`None | "causal" | ("causal", window)` -> `(causal, window)`."""
+    if mask is None:
+        return False, None
+    if isinstance(mask, str) and mask == "causal":
+        return True, None
+    if (
+        isinstance(mask, (list, tuple))
+        and len(mask) == 2
+        and mask[0] == "causal"
+        and isinstance(mask[1], int)
+        and not isinstance(mask[1], bool)
+        and mask[1] >= 1
+    ):
+        return True, int(mask[1])
+    raise ValueError(
+        "`mask` must be None, 'causal' or ('causal', window) with an integer window >= 1; "
+        f"got {mask!r}. (Padding masks go to call(): layer(inputs, query, mask=[...]).)"
+    )
+
+
+@saving.register_keras_serializable(package="keras_seqattn")
+class SequenceAttention(layers.Layer):
+    """Attention of a query sequence over an input sequence, as Wolfram's layer.
+
+    For every query vector q_j and every input vector e_i a scoring net gives a
+    score s_ji = f(e_i, q_j); the weights are w_j = softmax_i(s_j) over the input
+    vectors the query may see, and the output is o_j = sum_i w_ji e_i. The input
+    vectors are both the keys and the values, so there is one output vector of the
+    input size d1 per query vector.
+
+    Both sequences may have lengths that vary per example, independently: pass a
+    `tf.RaggedTensor` (one ragged dimension, the time axis) or a padded dense
+    tensor with a padding mask (an implicit Keras mask from
+    `Embedding(mask_zero=True)` or `Masking`, or `mask=[inputs_mask, query_mask]`
+    in the call). Padded positions never receive weight.
+
+    Args:
+        scoring: the scoring net f(e, q). "bilinear" (default, Wolfram's):
+            s = q . (W e) with W of shape (d2, d1) and no bias; "dot": s = q . e
+            (needs d1 == d2); "additive": s = v . tanh(W1 e + W2 q), no biases; or
+            a Keras layer or model taking a dict `{"input": (..., d1),
+            "query": (..., d2)}` and returning one score per pair, of shape
+            (..., 1) or (...).
+        units: hidden size of the "additive" net. Defaults to the query size d2.
+        mask: None, "causal" (query j sees inputs i <= j) or ("causal", w)
+            (query j sees inputs j - w < i <= j). Positions count from the start
+            of each example.
+        score_rescaling: None, "length_sqrt" (divide the scores by the square root
+            of the number of inputs the query can see) or "dim_sqrt" (by sqrt(d1)).
+        dropout: fraction of the attention weights dropped in training, in [0, 1).
+        seed: seed of the dropout.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: (batch, n, d1) float tensor or tf.RaggedTensor.
+        query: (batch, m, d2) float tensor or tf.RaggedTensor.
+        mask: optional list `[inputs_mask, query_mask]` of boolean (batch, n) and
+            (batch, m) masks, each may be None; combined with implicit Keras masks.
+        return_attention_scores: also return the attention weights.
+        training: dropout on the weights is active only when True.
+
+    Returns:
+        The outputs, (batch, m, d1): ragged on the query axis when `query` is
+        ragged, otherwise dense with zero rows at padded queries (and the query
+        mask attached as the Keras mask). With `return_attention_scores=True`, a
+        tuple `(outputs, weights)`: weights of shape (batch, m, n), softmax over
+        the input axis, before dropout. Their query axis is ragged when `query`
+        is; their input axis is always padded to the longest input of the batch,
+        with exact zeros at positions an example does not have.
+    """
+
+    def __init__(
+        self,
+        scoring="bilinear",
+        units=None,
+        mask=None,
+        score_rescaling=None,
+        dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(scoring, str):
+            self.scorer = named_scoring_net(scoring, units)
+        elif isinstance(scoring, layers.Layer):
+            self.scorer = scoring
+        else:
+            raise TypeError(
+                f"`scoring` must be one of {', '.join(repr(n) for n in SCORING_NAMES)} or a "
+                f"Keras layer/model; got {type(scoring).__name__}: {scoring!r}."
+            )
+        if units is not None:
+            if scoring != "additive":
+                raise ValueError(
+                    f"`units` is only used by scoring='additive'; got units={units!r} with "
+                    f"scoring={scoring!r}."
+                )
+            if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+                raise ValueError(f"`units` must be a positive integer; got {units!r}.")
+        self.scoring = scoring if isinstance(scoring, str) else None
+        self.units = units
+        self.causal, self.window = _parse_mask_option(mask)
+        if score_rescaling not in RESCALINGS:
+            raise ValueError(
+                f"`score_rescaling` must be one of {RESCALINGS}; got {score_rescaling!r}."
+            )
+        self.score_rescaling = score_rescaling
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"`dropout` must be a float in [0, 1); got {dropout!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
+        self.dropout = float(dropout)
+        self.seed = seed
+        if self.dropout > 0:
+            self.seed_generator = random.SeedGenerator(seed)
+        self.supports_masking = True
+        self._input_dim = None
+        self._query_dim = None
+
+    @property
+    def attention_mask(self):
+        """The `mask` option as given: None, "causal" or ("causal", window)."""
+        if not self.causal:
+            return None
+        return "causal" if self.window is None else ("causal", self.window)
+
+    def build(self, inputs_shape, query_shape):
+        for name, shape in (("inputs", inputs_shape), ("query", query_shape)):
+            if len(shape) != 3 or shape[-1] is None:
+                raise ValueError(
+                    f"`{name}` must have rank 3, (batch, time, features), with a known "
+                    f"feature size; got shape {tuple(shape)}."
+                )
+        b1, b2 = inputs_shape[0], query_shape[0]
+        if b1 is not None and b2 is not None and b1 != b2:
+            raise ValueError(
+                f"`inputs` and `query` must have the same batch size; got {b1} and {b2}."
+            )
+        self._input_dim, self._query_dim = int(inputs_shape[-1]), int(query_shape[-1])
+        pair_shape = {"input": (None, self._input_dim), "query": (None, self._query_dim)}
+        if self.scoring is not None:
+            self.scorer.build(pair_shape)
+        else:
+            self._check_custom_scorer()
+        self.built = True
+
+    def _check_custom_scorer(self):
+        """Builds a custom scoring net symbolically and checks it gives one score per pair."""
+        pair = {
+            "input": KerasTensor((None, self._input_dim)),
+            "query": KerasTensor((None, self._query_dim)),
+        }
+        try:
+            out = self.scorer(pair)
+        except Exception as err:
+            raise ValueError(
+                "A custom scoring net must accept a dict {'input': (..., d1), 'query': "
+                f"(..., d2)}} with d1={self._input_dim} and d2={self._query_dim}; calling "
+                f"{self.scorer.name!r} on it failed: {err}"
+            ) from err
+        shape = tuple(getattr(out, "shape", ()))
+        if not isinstance(out, KerasTensor) or shape not in ((None,), (None, 1)):
+            raise ValueError(
+                "A custom scoring net must return one score per (input, query) pair, of "
+                f"shape (..., 1) or (...); {self.scorer.name!r} returned "
+                f"{shape if isinstance(out, KerasTensor) else type(out).__name__} for a "
+                "batch of pairs of shape (None, d)."
+            )
+
+    @property
+    def scoring_net(self) -> Model:
+        """The scoring net as a Keras model, sharing its weights with this layer.
+
+        Inputs `{"input": (batch, d1), "query": (batch, d2)}`, output one score per
+        pair. Scoring every input vector against one query vector and taking the
+        softmax over the inputs reproduces the layer's weights for that query.
+        """
+        if not self.built:
+            raise ValueError(
+                "`scoring_net` is available once the layer is built: call the layer on "
+                "data, or call `layer.build(inputs_shape, query_shape)` first."
+            )
+        pair = {
+            "input": KerasInput((self._input_dim,), name="input"),
+            "query": KerasInput((self._query_dim,), name="query"),
+        }
+        return Model(pair, self.scorer(pair), name=f"{self.name}_scoring_net")
+
+    def _score_all(self, inputs, query):
+        """(B, n, d1), (B, m, d2) -> raw scores (B, m, n) in at least float32."""
+        if self.scoring is not None:
+            # Named nets score in float32 (or float64), whatever the compute dtype:
+            # a float16 product of large vectors overflows to inf before any softmax.
+            score_dtype = "float64" if sequences.dtype_name(inputs) == "float64" else "float32"
+            return self.scorer.score_all(
+                ops.cast(inputs, score_dtype), ops.cast(query, score_dtype)
+            )
+        # A custom net sees every (input, query) pair once, in one batched call.
+        batch, n, m = ops.shape(inputs)[0], ops.shape(inputs)[1], ops.shape(query)[1]
+        pairs_e = ops.broadcast_to(ops.expand_dims(inputs, 1), (batch, m, n, self._input_dim))
+        pairs_q = ops.broadcast_to(ops.expand_dims(query, 2), (batch, m, n, self._query_dim))
+        scores = self.scorer(
+            {
+                "input": ops.reshape(pairs_e, (-1, self._input_dim)),
+                "query": ops.reshape(pairs_q, (-1, self._query_dim)),
+            }
+        )
+        scores = ops.reshape(scores, (batch, m, n))
+        return ops.cast(scores, "float64" if scores.dtype == "float64" else "float32")
+
+    def _valid_pairs(self, inputs_mask, query_mask, n, m):
+        """A boolean (B or 1, m, n) mask of the pairs that may get weight, or None."""
+        valid = None
+        if self.causal:
+            q_pos = ops.expand_dims(ops.arange(m), 1)
+            i_pos = ops.expand_dims(ops.arange(n), 0)
+            valid = i_pos <= q_pos
+            if self.window is not None:
+                valid = ops.logical_and(valid, i_pos > q_pos - self.window)
+            valid = ops.expand_dims(valid, 0)
+        if inputs_mask is not None:
+            m_in = ops.expand_dims(inputs_mask, 1)
+            valid = m_in if valid is None else ops.logical_and(valid, m_in)
+        if query_mask is not None:
+            m_q = ops.expand_dims(query_mask, 2)
+            valid = m_q if valid is None else ops.logical_and(valid, m_q)
+        return valid
+
+    def _rescale(self, scores, valid, n):
+        if self.score_rescaling == "dim_sqrt":
+            return scores / math.sqrt(self._input_dim)
+        if self.score_rescaling == "length_sqrt":
+            if valid is None:
+                count = ops.cast(n, scores.dtype)
+            else:
+                valid = ops.broadcast_to(valid, ops.shape(scores))
+                count = ops.sum(ops.cast(valid, scores.dtype), axis=-1, keepdims=True)
+            return scores / ops.sqrt(ops.maximum(count, 1.0))
+        return scores
+
+    def call(
+        self,
+        inputs,
+        query,
+        inputs_mask=None,
+        query_mask=None,
+        mask=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        sequences.check_sequence(inputs, "inputs")
+        sequences.check_sequence(query, "query")
+        inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
+        ragged_query = isinstance(query, tf.RaggedTensor)
+        inputs, input_lengths = sequences.to_padded(inputs)
+        query, query_lengths = sequences.to_padded(query)
+        n, m = ops.shape(inputs)[1], ops.shape(query)[1]
+        if input_lengths is not None:
+            inputs_mask = self._and(inputs_mask, sequences.lengths_to_mask(input_lengths, n))
+        if query_lengths is not None:
+            query_mask = self._and(query_mask, sequences.lengths_to_mask(query_lengths, m))
+
+        inputs = ops.cast(inputs, self.compute_dtype)
+        query = ops.cast(query, self.compute_dtype)
+        scores = self._score_all(inputs, query)
+        valid = self._valid_pairs(inputs_mask, query_mask, n, m)
+        scores = self._rescale(scores, valid, n)
+        weights = self._softmax(scores, valid)
+        used = weights
+        if training and self.dropout > 0:
+            used = random.dropout(weights, self.dropout, seed=self.seed_generator)
+        outputs = ops.matmul(ops.cast(used, self.compute_dtype), inputs)
+        weights = ops.cast(weights, self.compute_dtype)
+
+        if ragged_query:
+            outputs = sequences.to_ragged_like(outputs, query_lengths)
+            weights = sequences.to_ragged_like(weights, query_lengths)
+        elif query_mask is not None:
+            # Downstream layers (a decoder RNN, a loss) should skip the padded queries.
+            set_keras_mask(outputs, query_mask)
+        if return_attention_scores:
+            return outputs, weights
+        return outputs
+
+    @staticmethod
+    def _and(a, b):
+        return b if a is None else ops.logical_and(a, b)
+
+    def _merge_masks(self, inputs_mask, query_mask, mask):
+        if mask is not None:
+            if not isinstance(mask, (list, tuple)) or len(mask) != 2:
+                raise ValueError(
+                    "`mask` in call() must be a list [inputs_mask, query_mask] (either may be "
+                    f"None); got {type(mask).__name__}"
+                    f"{' of length ' + str(len(mask)) if isinstance(mask, (list, tuple)) else ''}."
+                )
+            inputs_mask = self._and(inputs_mask, sequences.check_mask(mask[0], "mask[0]"))
+            query_mask = self._and(query_mask, sequences.check_mask(mask[1], "mask[1]"))
+        inputs_mask = sequences.check_mask(inputs_mask, "inputs_mask")
+        query_mask = sequences.check_mask(query_mask, "query_mask")
+        return inputs_mask, query_mask
+
+    @staticmethod
+    def _softmax(scores, valid):
+        if valid is None:
+            return ops.softmax(scores, axis=-1)
+        # A finite floor instead of -inf: a row with nothing to see (an empty example,
+        # a padded query) must give zeros, not NaN, and so must its gradient.
+        floor = ops.cast(-3.0e38 if scores.dtype == "float32" else -1.0e300, scores.dtype)
+        valid = ops.broadcast_to(valid, ops.shape(scores))
+        weights = ops.softmax(ops.where(valid, scores, floor), axis=-1)
+        return ops.where(valid, weights, ops.zeros_like(weights))
+
+    def compute_mask(self, inputs, previous_mask=None):
+        # The output has one row per query: its mask is the query mask, which call()
+        # attaches to the output; the inputs' mask must not travel on.
+        return None
+
+    def compute_output_spec(
+        self,
+        inputs,
+        query,
+        inputs_mask=None,
+        query_mask=None,
+        mask=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        sequences.check_sequence(inputs, "inputs")
+        sequences.check_sequence(query, "query")
+        ragged = sequences.is_ragged(query)
+        batch, m = query.shape[0], query.shape[1]
+        out = KerasTensor((batch, m, inputs.shape[-1]), dtype=self.compute_dtype, ragged=ragged)
+        if not return_attention_scores:
+            return out
+        weights = KerasTensor((batch, m, inputs.shape[1]), dtype=self.compute_dtype, ragged=ragged)
+        return out, weights
+
+    def compute_output_shape(self, inputs_shape, query_shape):
+        return (query_shape[0], query_shape[1], inputs_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "scoring": self.scoring
+                if self.scoring is not None
+                else saving.serialize_keras_object(self.scorer),
+                "units": self.units,
+                "mask": self.attention_mask,
+                "score_rescaling": self.score_rescaling,
+                "dropout": self.dropout,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("scoring"), dict):
+            config["scoring"] = saving.deserialize_keras_object(config["scoring"])
+        if isinstance(config.get("mask"), list):
+            config["mask"] = tuple(config["mask"])
+        return cls(**config)
