@@ -1,0 +1,157 @@
+"""A small logdir of attention summaries, and the exact values the plugin must serve.
+
+Shared by the WSGI and the real-server tests, so both check the same facts:
+labels that change between steps (and with them the shape), unicode and markup labels,
+a multi-head matrix, a second run, a run without attention data, and tags the plugin
+must skip or refuse (a newer format version, corrupt blobs).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MARKUP = "<img src=x onerror=alert(1)>"
+UNICODE = "caf\u00e9 \u4e2d\u6587 \U0001f600"
+
+
+@dataclass
+class Written:
+    """One stored step, as the plugin should return it."""
+
+    step: int
+    values: np.ndarray  # float16, the shape as written
+    input_labels: list[str]
+    query_labels: list[str]
+
+
+@dataclass
+class Logs:
+    logdir: str
+    # {run: {tag: [Written, ...]}} in step order
+    written: dict[str, dict[str, list[Written]]] = field(default_factory=dict)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def write_logs(logdir: str, long_steps: int = 12) -> Logs:
+    """Writes the logdir; returns what each run/tag/step holds."""
+    import tensorflow as tf
+
+    from tb_plugin import metadata
+    from tb_plugin.summary import attention
+
+    rng = np.random.default_rng(0)
+    logs = Logs(logdir)
+
+    def log(run: str, writer, tag: str, step: int, weights, inputs=None, queries=None,
+            **kwargs):
+        with writer.as_default():
+            assert attention(tag, weights, step=step, input_labels=inputs,
+                             query_labels=queries, **kwargs)
+        shape = np.shape(weights)
+        logs.written.setdefault(run, {}).setdefault(tag, []).append(Written(
+            step=step,
+            values=np.asarray(weights).astype(np.float16),
+            input_labels=list(inputs) if inputs is not None else
+            [str(i) for i in range(shape[-1])],
+            query_labels=list(queries) if queries is not None else
+            [str(i) for i in range(shape[-2])],
+        ))
+
+    train = tf.summary.create_file_writer(os.path.join(logdir, "train"))
+    # A probe whose example (and so its tokens and shape) changes from step to step.
+    examples = [
+        (["the", "cat", "sat", "."], ["le", "chat", "."]),
+        ([UNICODE, MARKUP, "a,b", '"q"', "end"], ["x", MARKUP]),
+        (["only"], ["one", "two", "three"]),
+    ]
+    for step, (inputs, queries) in zip((0, 5, 10), examples, strict=True):
+        weights = _softmax(rng.normal(size=(len(queries), len(inputs))))
+        log("train", train, "encoder/attn/0", step, weights, inputs, queries,
+            description="probe example 0")
+    for step in range(2):
+        log("train", train, "decoder/heads/0", step,
+            _softmax(rng.normal(size=(2, 3, 4))).astype(np.float32),
+            ["a", "b", "c", "d"], ["p", "q", "r"])
+    for step in range(long_steps):
+        log("train", train, "long/0", step, rng.random((2, 2)))
+
+    # Tags that must not reach the tags listing: a newer format, and corrupt blobs.
+    future = metadata.create_summary_metadata()
+    future.plugin_data.content = json.dumps({"version": 99}).encode()
+    with train.as_default():
+        tf.summary.write("future/0", tf.constant([b"{}", b""]), step=0, metadata=future)
+        tf.summary.write("corrupt/0", tf.constant([b"not json", b"x"]), step=0,
+                         metadata=metadata.create_summary_metadata())
+        tf.summary.write("oneblob/0", tf.constant([b"{}"]), step=0,
+                         metadata=metadata.create_summary_metadata())
+        tf.summary.scalar("loss", 0.5, step=0)
+    train.close()
+
+    evaluation = tf.summary.create_file_writer(os.path.join(logdir, "eval"))
+    log("eval", evaluation, "encoder/attn/0", 3, np.array([[0.125, 0.875]]), ["in0", "in1"],
+        ["out"])
+    evaluation.close()
+
+    scalars_only = tf.summary.create_file_writer(os.path.join(logdir, "scalars_only"))
+    with scalars_only.as_default():
+        tf.summary.scalar("loss", 1.0, step=0)
+    scalars_only.close()
+    return logs
+
+
+VISIBLE_TAGS = {"train": ["decoder/heads/0", "encoder/attn/0", "long/0"],
+                "eval": ["encoder/attn/0"]}
+HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0"]
+
+
+def expected_json(w: Written, wall_time: float | None = None) -> dict:
+    shape = list(w.values.shape)
+    body = {
+        "step": w.step,
+        "shape": shape,
+        "heads": shape[0] if len(shape) == 3 else 1,
+        "input_labels": w.input_labels,
+        "query_labels": w.query_labels,
+        "values": w.values.astype(np.float64).tolist(),
+    }
+    if wall_time is not None:
+        body["wall_time"] = wall_time
+    return body
+
+
+def parse_binary(body: bytes) -> tuple[dict, np.ndarray]:
+    """Reads the binary form of `matrix`: header JSON, padding, float32 values."""
+    (length,) = struct.unpack_from("<I", body, 0)
+    header = json.loads(body[4:4 + length].decode("utf-8"))
+    start = 4 + length + (-(4 + length) % 4)
+    assert start % 4 == 0 and body[4 + length:start] == b"\0" * (start - 4 - length)
+    values = np.frombuffer(body, dtype="<f4", offset=start)
+    return header, values.reshape(header["shape"])
+
+
+def check_csv(text: str, w: Written) -> None:
+    """Asserts the CSV form of `matrix` holds `w`'s labels and values (6 digits)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    heads = w.values.reshape((-1, *w.values.shape[-2:]))
+    with_heads = w.values.ndim == 3
+    assert rows[0] == (["head"] if with_heads else []) + ["query", *w.input_labels]
+    body = rows[1:]
+    assert len(body) == heads.shape[0] * heads.shape[1]
+    for i, row in enumerate(body):
+        h, q = divmod(i, heads.shape[1])
+        if with_heads:
+            assert row[0] == str(h)
+            row = row[1:]
+        assert row[0] == w.query_labels[q]
+        np.testing.assert_allclose([float(c) for c in row[1:]], heads[h, q], rtol=1e-5)

@@ -1,0 +1,321 @@
+"""The plugin's routes through TensorBoard's own WSGI app, over real event files.
+
+`application.TensorBoardWSGI([plugin], data_provider=...)` with TensorBoard's Python
+loader (`MultiplexerDataProvider`) and `werkzeug.test.Client`, as TensorBoard's own
+plugin tests do. The Rust loader is covered by test_plugin_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+import numpy as np
+import pytest
+from attention_logs import (
+    HIDDEN_TAGS,
+    MARKUP,
+    VISIBLE_TAGS,
+    check_csv,
+    expected_json,
+    parse_binary,
+    write_logs,
+)
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from werkzeug import test as werkzeug_test
+
+from tb_plugin import plugin
+from tb_plugin.plugin import AttentionPlugin
+
+PREFIX = "/data/plugin/attention/"
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return write_logs(str(tmp_path_factory.mktemp("logs")))
+
+
+@pytest.fixture(scope="module")
+def provider(logs):
+    # The loader keeps every step; what the plugin asks for is then its own choice.
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={"attention": 0}
+    )
+    multiplexer.AddRunsFromDirectory(logs.logdir)
+    multiplexer.Reload()
+    return data_provider.MultiplexerDataProvider(multiplexer, logs.logdir)
+
+
+def _client(provider, logdir, sampling_hints=None, static_dir=None) -> werkzeug_test.Client:
+    context = base_plugin.TBContext(
+        logdir=logdir, data_provider=provider,
+        sampling_hints=sampling_hints if sampling_hints is not None else {"attention": 0},
+    )
+    plugin = AttentionPlugin(context, static_dir=static_dir)
+    return werkzeug_test.Client(application.TensorBoardWSGI([plugin], data_provider=provider))
+
+
+@pytest.fixture(scope="module")
+def client(provider, logs):
+    return _client(provider, logs.logdir)
+
+
+def _get(client, route: str, **params):
+    query = urllib.parse.urlencode(params)
+    return client.get(PREFIX + route + ("?" + query if query else ""))
+
+
+def _json(client, route: str, **params):
+    response = _get(client, route, **params)
+    assert response.status_code == 200, response.get_data()
+    assert response.mimetype == "application/json"
+    return json.loads(response.get_data())
+
+
+# -- happy paths -----------------------------------------------------------------------
+
+
+def test_plugins_listing_shows_the_plugin_enabled_with_its_es_module(client):
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    entry = listing["attention"]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Attention"
+    assert entry["loading_mechanism"] == {
+        "type": "IFRAME", "module_path": "/data/plugin/attention/index.js"
+    }
+
+
+def test_tags_lists_runs_and_tags_with_latest_shape(client, logs):
+    tags = _json(client, "tags")
+    assert {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS
+    encoder = tags["train"]["encoder/attn/0"]
+    assert encoder == {"description": "probe example 0", "max_step": 10, "num_steps": 3,
+                       "shape": [1, 3, 1], "heads": 1}
+    assert tags["train"]["decoder/heads/0"] == {
+        "description": "", "max_step": 1, "num_steps": 2, "shape": [2, 3, 4], "heads": 2
+    }
+    assert tags["train"]["long/0"]["num_steps"] == 12
+    assert "scalars_only" not in tags
+    for hidden in HIDDEN_TAGS:
+        assert hidden not in tags["train"]
+
+
+def test_steps_are_every_retained_step_ascending(client, logs):
+    for run, tags in logs.written.items():
+        for tag, written in tags.items():
+            steps = _json(client, "steps", run=run, tag=tag)
+            assert [s["step"] for s in steps] == [w.step for w in written]
+            assert all(isinstance(s["wall_time"], float) for s in steps)
+            walls = [s["wall_time"] for s in steps]
+            assert walls == sorted(walls)
+
+
+def test_default_sampling_keeps_ten_steps_and_the_latest(provider, logs):
+    client = _client(provider, logs.logdir, sampling_hints={})
+    steps = [s["step"] for s in _json(client, "steps", run="train", tag="long/0")]
+    assert len(steps) == 10 and steps[-1] == 11 and steps == sorted(steps)
+    client = _client(provider, logs.logdir, sampling_hints={"attention": 3})
+    assert len(_json(client, "steps", run="train", tag="long/0")) == 3
+
+
+def test_matrix_json_returns_exact_float16_values_and_per_step_labels(client, logs):
+    for run, tags in logs.written.items():
+        for tag, written in tags.items():
+            walls = {s["step"]: s["wall_time"] for s in _json(client, "steps", run=run, tag=tag)}
+            for w in written:
+                got = _json(client, "matrix", run=run, tag=tag, step=w.step)
+                assert got == expected_json(w, walls[w.step]), (run, tag, w.step)
+
+
+def test_labels_change_between_steps_and_markup_comes_back_verbatim(client, logs):
+    first = _json(client, "matrix", run="train", tag="encoder/attn/0", step=0)
+    second = _json(client, "matrix", run="train", tag="encoder/attn/0", step=5)
+    assert first["input_labels"] == ["the", "cat", "sat", "."]
+    assert second["query_labels"] == ["x", MARKUP]
+    assert second["input_labels"][0] == "caf\u00e9 \u4e2d\u6587 \U0001f600"
+    assert (first["shape"], second["shape"]) == ([3, 4], [2, 5])
+
+
+def test_matrix_without_step_is_the_latest(client, logs):
+    latest = logs.written["train"]["encoder/attn/0"][-1]
+    got = _json(client, "matrix", run="train", tag="encoder/attn/0")
+    assert got["step"] == latest.step == 10
+    assert got["values"] == latest.values.astype(float).tolist()
+
+
+def test_heads_are_kept(client, logs):
+    for w in logs.written["train"]["decoder/heads/0"]:
+        got = _json(client, "matrix", run="train", tag="decoder/heads/0", step=w.step)
+        assert got["shape"] == [2, 3, 4] and got["heads"] == 2
+        assert np.array(got["values"]).shape == (2, 3, 4)
+        np.testing.assert_array_equal(got["values"], w.values)
+
+
+def test_matrix_binary_layout(client, logs):
+    for tag in ("encoder/attn/0", "decoder/heads/0"):
+        for w in logs.written["train"][tag]:
+            response = _get(client, "matrix", run="train", tag=tag, step=w.step,
+                            format="binary")
+            assert response.status_code == 200
+            assert response.mimetype == "application/octet-stream"
+            header, values = parse_binary(response.get_data())
+            expected = expected_json(w)
+            del expected["values"]
+            assert {k: v for k, v in header.items() if k != "wall_time"} == expected
+            assert isinstance(header["wall_time"], float)
+            assert values.dtype == np.float32
+            np.testing.assert_array_equal(values, w.values.astype(np.float32))
+
+
+def test_matrix_csv_export(client, logs):
+    for tag in ("encoder/attn/0", "decoder/heads/0"):
+        for w in logs.written["train"][tag]:
+            response = _get(client, "matrix", run="train", tag=tag, step=w.step, format="csv")
+            assert response.status_code == 200
+            assert response.mimetype == "text/csv"
+            disposition = response.headers["Content-Disposition"]
+            assert disposition.startswith("attachment; filename=\"attention_train_")
+            assert disposition.endswith(f'step{w.step}.csv"')
+            check_csv(response.get_data(as_text=True), w)
+
+
+def test_gzip_is_used_when_accepted(client):
+    response = client.get(PREFIX + "matrix?run=train&tag=long/0",
+                          headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+
+
+# -- static files ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def static_client(provider, logs, tmp_path_factory):
+    static = tmp_path_factory.mktemp("static")
+    (static / "index.js").write_text("export function render() {}\n")
+    (static / "style.css").write_text("body { margin: 0 }\n")
+    (static / "notes.txt").write_text("not served")
+    (static / "dir.js").mkdir()
+    return _client(provider, logs.logdir, static_dir=str(static))
+
+
+def test_static_files_are_served_by_name_with_their_mime_types(static_client):
+    response = static_client.get(PREFIX + "index.js")
+    assert response.status_code == 200
+    assert response.mimetype == "application/javascript"
+    assert response.get_data() == b"export function render() {}\n"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    response = static_client.get(PREFIX + "style.css")
+    assert response.status_code == 200 and response.mimetype == "text/css"
+
+
+def test_packaged_static_index_js_is_served_when_present(client):
+    if not os.path.isfile(os.path.join(plugin.STATIC_DIR, "index.js")):
+        pytest.skip("tb_plugin/static/index.js not written yet (frontend)")
+    response = client.get(PREFIX + "index.js")
+    assert response.status_code == 200
+    assert response.mimetype == "application/javascript"
+    assert b"render" in response.get_data()
+
+
+# -- bad requests: always 4xx with a JSON message, never a 5xx ---------------------------
+
+HUGE = "x" * 100_000
+BAD_REQUESTS = [
+    # (path and query, status)
+    ("steps", 400),
+    ("steps?run=train", 400),
+    ("steps?tag=long/0", 400),
+    ("steps?run=&tag=long/0", 400),
+    ("steps?run=nope&tag=long/0", 404),
+    ("steps?run=train&tag=nope", 404),
+    ("steps?run=scalars_only&tag=loss", 404),
+    ("steps?run=train&tag=loss", 404),
+    (f"steps?run={HUGE}&tag={HUGE}", 404),
+    ("steps?run=../../etc/passwd&tag=long/0", 404),
+    ("steps?run=%ff%fe&tag=%00", 404),
+    ("matrix", 400),
+    ("matrix?run=train", 400),
+    ("matrix?tag=long/0&step=1", 400),
+    ("matrix?run=train&tag=long/0&step=abc", 400),
+    ("matrix?run=train&tag=long/0&step=1.5", 400),
+    ("matrix?run=train&tag=long/0&step=1e3", 400),
+    ("matrix?run=train&tag=long/0&step=", 400),
+    ("matrix?run=train&tag=long/0&step=%201", 400),
+    ("matrix?run=train&tag=long/0&step=0x10", 400),
+    ("matrix?run=train&tag=long/0&step=" + "9" * 40, 400),
+    ("matrix?run=train&tag=long/0&step=99999999999999999999", 400),
+    ("matrix?run=train&tag=long/0&step=" + "1" * 100_000, 400),
+    ("matrix?run=train&tag=long/0&step=-1", 404),
+    ("matrix?run=train&tag=long/0&step=9223372036854775807", 404),
+    ("matrix?run=train&tag=long/0&step=12", 404),
+    ("matrix?run=train&tag=long/0&format=xml", 400),
+    ("matrix?run=train&tag=long/0&format=", 400),
+    ("matrix?run=train&tag=long/0&format=JSON", 400),
+    ("matrix?run=train&tag=long/0&format=" + HUGE, 400),
+    ("matrix?run=nope&tag=long/0&step=0", 404),
+    ("matrix?run=train&tag=future/0", 404),
+    ("matrix?run=train&tag=corrupt/0", 404),
+    ("matrix?run=train&tag=oneblob/0", 404),
+    ("matrix?run=train&tag=corrupt/0&format=binary", 404),
+    ("matrix?run=../../../../etc/passwd&tag=../tb_plugin/plugin.py", 404),
+    ("../../etc/passwd", 404),
+    ("%2e%2e/%2e%2e/%2e%2e/etc/passwd", 404),
+    ("..%2f..%2fplugin.py", 404),
+    ("..%5c..%5cplugin.py", 404),
+    ("plugin.py", 404),
+    ("__init__.py", 404),
+    ("static/index.js", 404),
+    ("/etc/passwd", 404),
+    ("%2fetc%2fpasswd", 404),
+    ("index.js%00.css", 404),
+    ("notes.txt", 404),
+    ("dir.js", 404),
+    ("nope.js", 404),
+    ("tags/extra", 404),
+    (HUGE, 404),
+]
+
+
+@pytest.mark.parametrize("path,status", BAD_REQUESTS,
+                         ids=[p[:60] for p, _ in BAD_REQUESTS])
+def test_bad_requests_get_a_json_4xx(static_client, path, status):
+    response = static_client.get(PREFIX + path)
+    assert response.status_code == status, response.get_data()[:300]
+    assert response.mimetype == "application/json"
+    error = json.loads(response.get_data())["error"]
+    assert isinstance(error, str) and error
+    assert "Traceback" not in error
+    assert len(error) < 1000
+
+
+def test_error_messages_name_the_parameter_and_what_came(client):
+    body = json.loads(_get(client, "matrix", run="train", tag="long/0", step="abc").get_data())
+    assert "'step'" in body["error"] and "integer" in body["error"] and "'abc'" in body["error"]
+    body = json.loads(_get(client, "matrix", run="train", tag="long/0", step=99).get_data())
+    assert "no step 99" in body["error"] and "from 0 to 11" in body["error"]
+    body = json.loads(_get(client, "matrix", run="train", tag="long/0",
+                           format="xml").get_data())
+    assert "'format'" in body["error"] and "json, binary, csv" in body["error"]
+    body = json.loads(_get(client, "steps", run="train").get_data())
+    assert "'tag'" in body["error"]
+
+
+def test_an_unexpected_failure_in_the_data_provider_is_a_json_4xx(logs):
+    class Broken:
+        def list_blob_sequences(self, *args, **kwargs):
+            raise RuntimeError("disk on fire")
+
+        read_blob_sequences = list_blob_sequences
+
+        def list_plugins(self, *args, **kwargs):
+            return ["attention"]
+
+    client = _client(Broken(), logs.logdir)
+    for route in ("tags", "steps?run=a&tag=b", "matrix?run=a&tag=b"):
+        response = client.get(PREFIX + route)
+        assert response.status_code == 400
+        assert "disk on fire" in json.loads(response.get_data())["error"]
