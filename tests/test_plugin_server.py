@@ -1,0 +1,182 @@
+"""The plugin in a real TensorBoard server, under both data loaders.
+
+`python -m tensorboard.main` in a subprocess (tests/tb_server.py) finds the plugin
+through its `tensorboard_plugins` entry point, as a user's TensorBoard does. One server
+per loader, shared by the module; the logdir is written once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+import numpy as np
+import pytest
+from attention_logs import (
+    HIDDEN_TAGS,
+    VISIBLE_TAGS,
+    check_csv,
+    expected_json,
+    parse_binary,
+    write_logs,
+)
+from tb_server import TensorBoardServer
+
+from tb_plugin import plugin
+
+pytestmark = pytest.mark.server
+
+PREFIX = "data/plugin/attention/"
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    return write_logs(str(tmp_path_factory.mktemp("logs")))
+
+
+def _all_data_loaded(server: TensorBoardServer, logs) -> bool:
+    tags = server.get_json(PREFIX + "tags")
+    return {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS and all(
+        tags[run][tag]["num_steps"] == len(written)
+        for run, by_tag in logs.written.items()
+        for tag, written in by_tag.items()
+    )
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["load_fast", "python_loader"])
+def server(request, logs):
+    with TensorBoardServer(logs.logdir, load_fast=request.param) as tb:
+        tb.wait_until(lambda: _all_data_loaded(tb, logs))
+        yield tb
+
+
+def _url(route: str, **params) -> str:
+    return PREFIX + route + "?" + urllib.parse.urlencode(params)
+
+
+def test_plugins_listing_shows_attention_enabled(server):
+    listing = server.get_json("data/plugins_listing")
+    assert listing["attention"]["enabled"] is True
+    assert listing["attention"]["tab_name"] == "Attention"
+    assert listing["attention"]["loading_mechanism"]["module_path"] == (
+        "/data/plugin/attention/index.js"
+    )
+
+
+def test_tags(server):
+    tags = server.get_json(PREFIX + "tags")
+    assert tags["train"]["encoder/attn/0"] == {
+        "description": "probe example 0", "max_step": 10, "num_steps": 3,
+        "shape": [1, 3, 1], "heads": 1,
+    }
+    assert tags["train"]["decoder/heads/0"]["shape"] == [2, 3, 4]
+    assert tags["train"]["long/0"]["num_steps"] == 12  # --samples_per_plugin attention=0
+    assert not set(HIDDEN_TAGS) & set(tags["train"])
+
+
+def test_steps_and_matrix_json_are_exact(server, logs):
+    for run, by_tag in logs.written.items():
+        for tag, written in by_tag.items():
+            steps = server.get_json(_url("steps", run=run, tag=tag))
+            assert [s["step"] for s in steps] == [w.step for w in written]
+            for w, s in zip(written, steps, strict=True):
+                got = server.get_json(_url("matrix", run=run, tag=tag, step=w.step))
+                assert got == expected_json(w, s["wall_time"]), (run, tag, w.step)
+
+
+def test_matrix_binary_and_csv(server, logs):
+    for tag in ("encoder/attn/0", "decoder/heads/0"):
+        for w in logs.written["train"][tag]:
+            status, body, headers = server.get(
+                _url("matrix", run="train", tag=tag, step=w.step, format="binary")
+            )
+            assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+            header, values = parse_binary(body)
+            assert header["input_labels"] == w.input_labels
+            assert header["query_labels"] == w.query_labels
+            np.testing.assert_array_equal(values, w.values.astype(np.float32))
+            status, body, headers = server.get(
+                _url("matrix", run="train", tag=tag, step=w.step, format="csv")
+            )
+            assert status == 200 and headers["Content-Type"].startswith("text/csv")
+            check_csv(body.decode("utf-8"), w)
+
+
+def test_static_index_js_is_served_as_javascript(server):
+    if not os.path.isfile(os.path.join(plugin.STATIC_DIR, "index.js")):
+        pytest.skip("tb_plugin/static/index.js not written yet (frontend)")
+    status, body, headers = server.get(PREFIX + "index.js")
+    assert status == 200
+    assert headers["Content-Type"].split(";")[0] in ("application/javascript", "text/javascript")
+    assert b"render" in body
+
+
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("steps", 400),
+        ("steps?run=train&tag=nope", 404),
+        ("matrix?run=train&tag=long/0&step=abc", 400),
+        ("matrix?run=train&tag=long/0&step=-5", 404),
+        ("matrix?run=train&tag=long/0&step=" + "9" * 30, 400),
+        ("matrix?run=train&tag=long/0&format=pdf", 400),
+        ("matrix?run=train&tag=corrupt/0", 404),
+        ("matrix?run=train&tag=future/0", 404),
+        ("%2e%2e/%2e%2e/%2e%2e/etc/passwd", 404),
+        ("..%2fplugin.py", 404),
+        ("plugin.py", 404),
+        ("nope.js", 404),
+    ],
+)
+def test_bad_requests_get_a_json_4xx(server, path, status):
+    got, body, headers = server.get(PREFIX + path)
+    assert got == status, body[:300]
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"]
+
+
+# -- TensorBoard starts, and serves the plugin, without TensorFlow, Keras or keras_seqattn
+
+
+_BLOCKER = '''
+import sys
+
+class _Block:
+    """Makes these packages unimportable, as on a machine without them."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"tensorflow", "keras", "keras_seqattn"}:
+            raise ImportError(f"{name} is blocked for this test")
+        return None
+
+sys.meta_path.insert(0, _Block())
+'''
+
+
+@pytest.fixture(scope="module")
+def bare_server(logs, tmp_path_factory):
+    blocker = tmp_path_factory.mktemp("blocker")
+    (blocker / "sitecustomize.py").write_text(_BLOCKER)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(blocker)
+    try:
+        tb = TensorBoardServer(logs.logdir, load_fast=False)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+    with tb:
+        tb.wait_until(lambda: _all_data_loaded(tb, logs))
+        yield tb
+
+
+def test_tensorboard_serves_the_plugin_without_tensorflow_or_keras(bare_server, logs):
+    output = "".join(bare_server.output)
+    assert "TensorFlow installation not found" in output, output
+    listing = bare_server.get_json("data/plugins_listing")
+    assert listing["attention"]["enabled"] is True
+    w = logs.written["train"]["decoder/heads/0"][-1]
+    got = bare_server.get_json(_url("matrix", run="train", tag="decoder/heads/0"))
+    np.testing.assert_array_equal(got["values"], w.values)
