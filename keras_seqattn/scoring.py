@@ -109,8 +109,10 @@ class AdditiveScore(_PairScore):
         d1, d2 = input_shape["input"][-1], input_shape["query"][-1]
         units = self.units or d2
         init = self.kernel_initializer
-        self.input_kernel = self.add_weight(name="input_kernel", shape=(d1, units), initializer=init)
-        self.query_kernel = self.add_weight(name="query_kernel", shape=(d2, units), initializer=init)
+        self.input_kernel = self.add_weight(
+            name="input_kernel", shape=(d1, units), initializer=init)
+        self.query_kernel = self.add_weight(
+            name="query_kernel", shape=(d2, units), initializer=init)
         self.score_vector = self.add_weight(name="score_vector", shape=(units,), initializer=init)
         self.built = True
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
-from keras import KerasTensor, Model, layers, ops, random, saving
 from keras import Input as KerasInput
+from keras import KerasTensor, Model, layers, ops, random, saving
 
 from keras_seqattn import sequences
-from keras_seqattn.sequences import set_keras_mask
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net
+from keras_seqattn.sequences import set_keras_mask
 
 RESCALINGS = (None, "length_sqrt", "dim_sqrt")
 
@@ -99,7 +100,7 @@ class SequenceAttention(layers.Layer):
     ):
         super().__init__(**kwargs)
         if isinstance(scoring, str):
-            self.scorer = named_scoring_net(scoring, units)
+            self.scorer = named_scoring_net(scoring, units, dtype=self.dtype_policy)
         elif isinstance(scoring, layers.Layer):
             self.scorer = scoring
         else:
@@ -135,6 +136,13 @@ class SequenceAttention(layers.Layer):
         self._input_dim = None
         self._query_dim = None
 
+    def __call__(self, inputs, query=None, *args, **kwargs):
+        # Check before Keras builds the layer: build() sees shapes only, and a nested
+        # ragged tensor or an int tensor would otherwise fail with a vaguer message.
+        sequences.check_sequence(inputs, "inputs")
+        sequences.check_sequence(query, "query")
+        return super().__call__(inputs, query, *args, **kwargs)
+
     @property
     def attention_mask(self):
         """The `mask` option as given: None, "causal" or ("causal", window)."""
@@ -147,7 +155,7 @@ class SequenceAttention(layers.Layer):
             if len(shape) != 3 or shape[-1] is None:
                 raise ValueError(
                     f"`{name}` must have rank 3, (batch, time, features), with a known "
-                    f"feature size; got shape {tuple(shape)}."
+                    f"feature size; got shape {tuple(shape)} (rank {len(shape)})."
                 )
         b1, b2 = inputs_shape[0], query_shape[0]
         if b1 is not None and b2 is not None and b1 != b2:
@@ -324,7 +332,9 @@ class SequenceAttention(layers.Layer):
             return ops.softmax(scores, axis=-1)
         # A finite floor instead of -inf: a row with nothing to see (an empty example,
         # a padded query) must give zeros, not NaN, and so must its gradient.
-        floor = ops.cast(-3.0e38 if scores.dtype == "float32" else -1.0e300, scores.dtype)
+        # Half the most negative float: far below any real score, and safe to subtract from.
+        dtype = sequences.dtype_name(scores)
+        floor = ops.convert_to_tensor(np.array(np.finfo(dtype).min / 2, dtype=dtype))
         valid = ops.broadcast_to(valid, ops.shape(scores))
         weights = ops.softmax(ops.where(valid, scores, floor), axis=-1)
         return ops.where(valid, weights, ops.zeros_like(weights))
@@ -346,6 +356,7 @@ class SequenceAttention(layers.Layer):
     ):
         sequences.check_sequence(inputs, "inputs")
         sequences.check_sequence(query, "query")
+        sequences.check_not_distributed_ragged(inputs, query)
         ragged = sequences.is_ragged(query)
         batch, m = query.shape[0], query.shape[1]
         out = KerasTensor((batch, m, inputs.shape[-1]), dtype=self.compute_dtype, ragged=ragged)

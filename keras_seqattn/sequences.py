@@ -61,6 +61,27 @@ def check_sequence(x, name: str) -> None:
         )
 
 
+def check_not_distributed_ragged(inputs, query) -> None:
+    """Refuses a model with ragged inputs built under a multi-replica strategy.
+
+    Keras's `fit` under `tf.distribute` averages a first batch across replicas to
+    build the model, and that step fails on tf.RaggedTensor ("'RaggedTensor' object
+    has no attribute 'device'", NOTES §2), before any layer runs. Saying so when the
+    model is built saves the user a confusing traceback.
+    """
+    if not (is_ragged(inputs) or is_ragged(query)) or not tf.distribute.has_strategy():
+        return
+    if tf.distribute.get_strategy().num_replicas_in_sync <= 1:
+        return
+    raise ValueError(
+        "SequenceAttention got ragged symbolic inputs under a tf.distribute strategy with "
+        "several replicas; Keras's distributed fit() cannot take tf.RaggedTensor batches. "
+        "Use padded inputs with a mask instead: keras.Input(shape=(None, d)) with "
+        "Masking()/Embedding(mask_zero=True) or mask=[inputs_mask, query_mask], and pad the "
+        "data at the dataset boundary, e.g. dataset.map(lambda x, y: (x.to_tensor(), y))."
+    )
+
+
 def to_padded(x):
     """Returns `(dense, lengths)`: a ragged tensor padded with zeros, and its row lengths.
 
