@@ -42,7 +42,7 @@ class TensorBoardServer:
             "--reload_interval",
             "1",
             "--samples_per_plugin",
-            "attention=0,images=0",
+            "attention=0,images=100000",
             *extra_args,
         ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
