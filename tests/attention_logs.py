@@ -83,6 +83,9 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
         log("train", train, "decoder/heads/0", step,
             _softmax(rng.normal(size=(2, 3, 4))).astype(np.float32),
             ["a", "b", "c", "d"], ["p", "q", "r"])
+    # float16's edges: the largest values, the smallest subnormal, signed zero, thirds.
+    edges = np.array([[65504.0, -65504.0, 2.0 ** -24], [-0.0, 1 / 3, -2 / 3]])
+    log("train", train, "edges/0", 0, edges)
     for step in range(long_steps):
         log("train", train, "long/0", step, rng.random((2, 2)))
 
@@ -110,7 +113,7 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     return logs
 
 
-VISIBLE_TAGS = {"train": ["decoder/heads/0", "encoder/attn/0", "long/0"],
+VISIBLE_TAGS = {"train": ["decoder/heads/0", "edges/0", "encoder/attn/0", "long/0"],
                 "eval": ["encoder/attn/0"]}
 HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0"]
 
@@ -154,4 +157,6 @@ def check_csv(text: str, w: Written) -> None:
             assert row[0] == str(h)
             row = row[1:]
         assert row[0] == w.query_labels[q]
-        np.testing.assert_allclose([float(c) for c in row[1:]], heads[h, q], rtol=1e-5)
+        np.testing.assert_allclose(
+            [float(c) for c in row[1:]], heads[h, q].astype(np.float64), rtol=1e-5
+        )

@@ -155,7 +155,7 @@ def test_heads_are_kept(client, logs):
 
 
 def test_matrix_binary_layout(client, logs):
-    for tag in ("encoder/attn/0", "decoder/heads/0"):
+    for tag in ("encoder/attn/0", "decoder/heads/0", "edges/0"):
         for w in logs.written["train"][tag]:
             response = _get(client, "matrix", run="train", tag=tag, step=w.step,
                             format="binary")
@@ -171,7 +171,7 @@ def test_matrix_binary_layout(client, logs):
 
 
 def test_matrix_csv_export(client, logs):
-    for tag in ("encoder/attn/0", "decoder/heads/0"):
+    for tag in ("encoder/attn/0", "decoder/heads/0", "edges/0"):
         for w in logs.written["train"][tag]:
             response = _get(client, "matrix", run="train", tag=tag, step=w.step, format="csv")
             assert response.status_code == 200
@@ -319,3 +319,14 @@ def test_an_unexpected_failure_in_the_data_provider_is_a_json_4xx(logs):
         response = client.get(PREFIX + route)
         assert response.status_code == 400
         assert "disk on fire" in json.loads(response.get_data())["error"]
+
+
+def test_json_and_csv_texts_match_json_dumps_for_every_float16():
+    every = np.arange(1 << 16, dtype=np.uint16).view("<f2")
+    every = every[np.isfinite(every)].reshape(62, 1024)
+    widened = every.astype(np.float64).tolist()
+    assert plugin._values_json(every) == json.dumps(widened, separators=(",", ":"))
+    heads = every.reshape(2, 31, 1024)
+    assert json.loads(plugin._values_json(heads)) == heads.astype(np.float64).tolist()
+    csv_texts = plugin._float16_texts("csv")[every.view("<u2")]
+    assert csv_texts[3, 5] == format(float(every[3, 5]), ".6g")

@@ -212,6 +212,22 @@ def test_corrupt_values_raise_decode_error():
         codec.decode_values(header, zlib.compress(b"\0" * 10_000_000))
 
 
+def test_non_finite_stored_values_are_refused():
+    header = codec.decode_header(_header())
+    for bad in (np.inf, -np.inf, np.nan):
+        blob = zlib.compress(np.array([[0.5, bad]], "<f2").tobytes())
+        with pytest.raises(codec.DecodeError, match="non-finite"):
+            codec.decode_values(header, blob)
+
+
+def test_widen_is_exact_for_every_float16():
+    every = np.arange(1 << 16, dtype=np.uint16).view("<f2")
+    every = every[np.isfinite(every)]
+    np.testing.assert_array_equal(
+        codec.widen(every).view(np.uint32), every.astype(np.float32).view(np.uint32)
+    )
+
+
 def test_plugin_metadata_round_trip_and_errors():
     md = metadata.create_summary_metadata("d")
     assert md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
