@@ -15,7 +15,7 @@
 const POLL_MS = 5000; // how often ./tags is re-read so that new steps appear during training
 const PLAY_MS = 450; // pause between two frames of the step animation
 const CACHE_BYTES = 192 * 1024 * 1024; // decoded matrices kept for slider scrubbing and playback
-const MAX_CELL = 44; // largest cell edge in CSS pixels: small matrices stay readable, not huge
+const MAX_CELL = 48; // largest cell edge in CSS pixels: small matrices stay readable, not huge
 const LABEL_LINE = 14; // CSS pixels one axis label needs along its axis
 const LABEL_FONT = '12px "DejaVu Sans", "Helvetica Neue", Arial, sans-serif';
 const MAX_QUERY_GUTTER = 160; // widest left label column, CSS pixels (longer labels get "…")
@@ -213,7 +213,7 @@ export function formatWeight(v) {
 function formatTick(v) {
   if (v === 0) return "0";
   const a = Math.abs(v);
-  return a >= 0.01 && a < 1000 ? String(Number(v.toPrecision(3))) : v.toExponential(1);
+  return a >= 1e-3 && a < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(1);
 }
 
 function safeFileName(text) {
@@ -429,15 +429,21 @@ class Panel {
     this.inputAxis = named("div", `input-labels${suffix}`, { class: "axis axis-input" });
     this.colorbar = named("canvas", `colorbar${suffix}`, { class: "colorbar" });
     this.ticks = el("div", { class: "colorbar-ticks" });
+    const colorbarCell = el("div", { class: "colorbar-cell" }, this.colorbar, this.ticks);
+    // Grid: row 1 holds the input labels above the heatmap; row 2 the query labels, the
+    // heatmap and the colour bar.
+    const place = (node, row, column) => Object.assign(node.style, { gridRow: row, gridColumn: column });
+    place(this.inputAxis, 1, 2);
+    place(this.queryAxis, 2, 1);
+    place(this.canvas, 2, 2);
+    place(colorbarCell, 2, 3);
     this.grid = el(
       "div",
       { class: "panel-grid" },
-      el("div"),
       this.inputAxis,
-      el("div"),
       this.queryAxis,
       this.canvas,
-      el("div", { class: "colorbar-cell" }, this.colorbar, this.ticks),
+      colorbarCell,
     );
     this.root = el("figure", { class: "panel", "data-role": role }, this.title, this.grid);
     this.spec = null;
@@ -464,7 +470,7 @@ class Panel {
     this.layout = layout;
     const { left, top, cell, W, H } = layout;
     this.title.textContent = spec.title;
-    this.grid.style.gridTemplateColumns = `${left}px ${W}px 8px ${COLORBAR_GUTTER - 8}px`;
+    this.grid.style.gridTemplateColumns = `${left}px ${W}px ${COLORBAR_GUTTER}px`;
     this.grid.style.gridTemplateRows = `${top}px ${H}px`;
     this.source = matrixImage(spec.values, spec.rows, spec.cols, spec.lut, spec.lo, spec.hi);
     paintScaled(this.canvas, this.source, W, H);
@@ -603,7 +609,7 @@ const STYLE = `
 .attn .axis-input .label { bottom: 4px; transform: translateX(-50%); text-align: center; }
 .attn .axis-input.vertical .label { writing-mode: vertical-rl;
   transform: translateX(-50%) rotate(180deg); text-align: left; }
-.attn .colorbar-cell { position: relative; display: flex; gap: 4px; }
+.attn .colorbar-cell { position: relative; display: flex; gap: 4px; padding-left: 8px; }
 .attn .colorbar { display: block; border: 0; }
 .attn .colorbar-ticks { position: relative; font-size: 11px; color: #3c4043; flex: 1; }
 .attn .colorbar-ticks span { position: absolute; left: 0; transform: translateY(-50%);
@@ -886,8 +892,9 @@ class AttentionApp {
     const options = [];
     for (const { layer, tags } of groups) {
       const items = tags.map(({ tag, name }) => {
-        const option = el("option", { value: tag, text: layer ? name : tag });
-        option.title = tag;
+        // The full tag as text: a closed <select> shows no group name.
+        const option = el("option", { value: tag, text: tag });
+        option.dataset.example = name;
         return option;
       });
       if (layer) {
@@ -995,6 +1002,7 @@ class AttentionApp {
     if (this.steps.length < 2) return;
     this.playing = true;
     this.playButton.textContent = "❚❚ Pause";
+    this.playButton.classList.add("playing");
     if (this.stepIndex >= this.steps.length - 1) this.setStepIndex(0);
     this.renderView().then(() => this.scheduleFrame());
   }
@@ -1018,6 +1026,7 @@ class AttentionApp {
     this.playing = false;
     clearTimeout(this.playTimer);
     this.playButton.textContent = "▶ Play";
+    this.playButton.classList.remove("playing");
   }
 
   // ---- drawing
@@ -1146,7 +1155,14 @@ class AttentionApp {
     const widthBudget = (width - gap * (specs.length - 1)) / specs.length;
     const top = this.view.getBoundingClientRect().top;
     const heightBudget = Math.max(240, window.innerHeight - top - 36);
-    specs.forEach((spec, k) => this.panels[k].paint(spec, layoutPanel(spec, widthBudget, heightBudget)));
+    specs.forEach((spec, k) => {
+      const canvas = this.panels[k].canvas;
+      // DOM signals of what is on screen, for tests and benchmarks.
+      canvas.dataset.run = this.run;
+      canvas.dataset.tag = this.tag;
+      canvas.dataset.head = String(this.head);
+      this.panels[k].paint(spec, layoutPanel(spec, widthBudget, heightBudget));
+    });
     this.hideTooltip();
   }
 
