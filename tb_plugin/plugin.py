@@ -13,6 +13,7 @@ Data is read only through `context.data_provider`, so both loaders work.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import functools
 import io
@@ -21,6 +22,7 @@ import logging
 import os
 import re
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 # own default for blob sequences. `--samples_per_plugin attention=0` means all of them.
 DEFAULT_DOWNSAMPLING = 10
 _ALL_STEPS = 1 << 30
+# How many steps' blob references the plugin remembers between requests (all tags).
+MAX_REMEMBERED_STEPS = 100_000
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _STATIC_TYPES = {".js": "application/javascript", ".mjs": "application/javascript",
@@ -151,6 +155,21 @@ def _values_json(values: np.ndarray) -> str:
     ) + "]"
 
 
+_readers: concurrent.futures.ThreadPoolExecutor | None = None
+_readers_lock = threading.Lock()
+
+
+def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that read blobs concurrently, shared by all requests, made on first use."""
+    global _readers
+    with _readers_lock:
+        if _readers is None:
+            _readers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="attention-blob-reader"
+            )
+        return _readers
+
+
 class AttentionPlugin(base_plugin.TBPlugin):
     """Serves attention summaries and the heatmap frontend to TensorBoard.
 
@@ -166,6 +185,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         hint = (context.sampling_hints or {}).get(self.plugin_name, DEFAULT_DOWNSAMPLING)
         self._downsample_to = _ALL_STEPS if hint <= 0 else hint
         self.static_dir = static_dir or STATIC_DIR
+        # Blob references of the steps seen in recent listings, {(experiment, run, tag):
+        # {step: datum}}, so that `matrix` for a known step skips a listing round trip.
+        self._known: dict[tuple[str, str, str], dict[int, Any]] = {}
+        self._known_lock = threading.Lock()
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -188,13 +211,34 @@ class AttentionPlugin(base_plugin.TBPlugin):
     # -- data access -------------------------------------------------------------------
 
     def _read_sequences(self, ctx, experiment: str, run_tag_filter=None) -> dict:
-        return self._data_provider.read_blob_sequences(
+        data = self._data_provider.read_blob_sequences(
             ctx,
             experiment_id=experiment,
             plugin_name=metadata.PLUGIN_NAME,
             downsample=self._downsample_to,
             run_tag_filter=run_tag_filter,
         )
+        self._remember(experiment, data)
+        return data
+
+    def _remember(self, experiment: str, data: dict) -> None:
+        with self._known_lock:
+            for run, tags in data.items():
+                for tag, series in tags.items():
+                    key = (experiment, run, tag)
+                    self._known.pop(key, None)  # re-inserted: now the most recent
+                    self._known[key] = {datum.step: datum for datum in series}
+            total = sum(len(steps) for steps in self._known.values())
+            while total > MAX_REMEMBERED_STEPS and len(self._known) > 1:
+                total -= len(self._known.pop(next(iter(self._known))))
+
+    def _remembered(self, experiment: str, run: str, tag: str, step: int):
+        with self._known_lock:
+            return self._known.get((experiment, run, tag), {}).get(step)
+
+    def _forget(self, experiment: str, run: str, tag: str) -> None:
+        with self._known_lock:
+            self._known.pop((experiment, run, tag), None)
 
     def _readable_tags(self, ctx, experiment: str) -> dict[str, dict[str, Any]]:
         """{run: {tag: BlobSequenceTimeSeries}} for the tags of a known format version."""
@@ -230,13 +274,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         return series
 
-    def _read_header(self, ctx, datum) -> codec.Header:
-        if len(datum.values) != 2:
-            raise codec.DecodeError(f"expected 2 blobs per step, got {len(datum.values)}")
-        return codec.decode_header(self._data_provider.read_blob(
-            ctx, blob_key=datum.values[0].blob_key
-        ))
+    def _read_blobs(self, ctx, blob_keys: list[str]) -> list[bytes | Exception]:
+        """Reads blobs concurrently; each result is the blob or the exception it raised.
 
+        With the Rust data server every read is a gRPC round trip (tens of ms here), so
+        reading the blobs of a request one after the other would add those up.
+        """
+
+        def read(key: str) -> bytes | Exception:
+            try:
+                return self._data_provider.read_blob(ctx, blob_key=key)
+            except Exception as err:  # noqa: BLE001 - handed to the caller to judge
+                return err
+
+        if len(blob_keys) <= 1:
+            return [read(key) for key in blob_keys]
+        return list(_blob_readers().map(read, blob_keys))
+
+    # -- routes ----------------------------------------------------------------------------
     # -- routes ----------------------------------------------------------------------------
 
     @_json_errors
@@ -245,24 +300,29 @@ class AttentionPlugin(base_plugin.TBPlugin):
         experiment = plugin_util.experiment_id(request.environ)
         readable = self._readable_tags(ctx, experiment)
         data = self._read_sequences(ctx, experiment) if readable else {}
-        result: dict[str, dict[str, Any]] = {}
+        latest = []  # (run, tag, series, steps) whose latest header is to be read
         for run, tags in readable.items():
             for tag, series in tags.items():
                 steps = data.get(run, {}).get(tag)
-                if not steps:
-                    continue
-                try:
-                    header = self._read_header(ctx, steps[-1])
-                except (codec.DecodeError, errors.NotFoundError) as err:
-                    logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
-                    continue
-                result.setdefault(run, {})[tag] = {
-                    "description": series.description,
-                    "max_step": steps[-1].step,
-                    "num_steps": len(steps),
-                    "shape": list(header.shape3),
-                    "heads": header.heads,
-                }
+                if steps and len(steps[-1].values) == 2:
+                    latest.append((run, tag, series, steps))
+        blobs = self._read_blobs(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
+        result: dict[str, dict[str, Any]] = {}
+        for (run, tag, series, steps), blob in zip(latest, blobs, strict=True):
+            try:
+                if isinstance(blob, Exception):
+                    raise blob
+                header = codec.decode_header(blob)
+            except (codec.DecodeError, errors.NotFoundError) as err:
+                logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
+                continue
+            result.setdefault(run, {})[tag] = {
+                "description": series.description,
+                "max_step": steps[-1].step,
+                "num_steps": len(steps),
+                "shape": list(header.shape3),
+                "heads": header.heads,
+            }
         return http_util.Respond(request, result, "application/json")
 
     @_json_errors
@@ -274,6 +334,43 @@ class AttentionPlugin(base_plugin.TBPlugin):
         body = [{"step": d.step, "wall_time": d.wall_time} for d in series]
         return http_util.Respond(request, body, "application/json")
 
+    def _find_step(self, ctx, experiment: str, run: str, tag: str, step: int | None):
+        """The datum of `step` (the latest when None) from a fresh listing; 404 if absent."""
+        series = self._series(ctx, experiment, run, tag)
+        if step is None:
+            return series[-1]
+        datum = next((d for d in series if d.step == step), None)
+        if datum is None:
+            raise _RequestError(
+                404, f"query parameter 'step': no step {step} for run {_shown(run)} and "
+                f"tag {_shown(tag)}; retained steps run from {series[0].step} to "
+                f"{series[-1].step} ({len(series)} steps)"
+            )
+        return datum
+
+    def _read_matrix(self, ctx, run: str, tag: str, datum) -> tuple[codec.Header, np.ndarray]:
+        """Reads and decodes one step's two blobs (concurrently); 404 if undecodable.
+
+        Raises:
+          errors.NotFoundError: when the data provider no longer has a blob.
+        """
+        try:
+            if len(datum.values) != 2:
+                raise codec.DecodeError(f"expected 2 blobs per step, got {len(datum.values)}")
+            header_blob, values_blob = self._read_blobs(
+                ctx, [ref.blob_key for ref in datum.values]
+            )
+            for blob in (header_blob, values_blob):
+                if isinstance(blob, Exception):
+                    raise blob
+            header = codec.decode_header(header_blob)
+            return header, codec.decode_values(header, values_blob)
+        except codec.DecodeError as err:
+            raise _RequestError(
+                404, f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
+                f"step {datum.step}: {err}"
+            ) from err
+
     @_json_errors
     def _serve_matrix(self, request):
         run, tag = _param(request, "run"), _param(request, "tag")
@@ -281,27 +378,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
         fmt = _parse_format(request.args.get("format"))
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        series = self._series(ctx, experiment, run, tag)
-        if step is None:
-            datum = series[-1]
-        else:
-            datum = next((d for d in series if d.step == step), None)
-            if datum is None:
-                raise _RequestError(
-                    404, f"query parameter 'step': no step {step} for run {_shown(run)} and "
-                    f"tag {_shown(tag)}; retained steps run from {series[0].step} to "
-                    f"{series[-1].step} ({len(series)} steps)"
-                )
-        try:
-            header = self._read_header(ctx, datum)
-            values = codec.decode_values(
-                header, self._data_provider.read_blob(ctx, blob_key=datum.values[1].blob_key)
-            )
-        except codec.DecodeError as err:
-            raise _RequestError(
-                404, f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
-                f"step {datum.step}: {err}"
-            ) from err
+        datum = None if step is None else self._remembered(experiment, run, tag, step)
+        if datum is not None:
+            try:
+                header, values = self._read_matrix(ctx, run, tag, datum)
+            except (errors.NotFoundError, KeyError):
+                # The loader has dropped that step (or run) since it was listed: look again.
+                self._forget(experiment, run, tag)
+                datum = None
+        if datum is None:
+            datum = self._find_step(ctx, experiment, run, tag, step)
+            header, values = self._read_matrix(ctx, run, tag, datum)
         described = {"step": datum.step, "wall_time": datum.wall_time, **header.to_json()}
         if fmt == "binary":
             return self._binary_response(request, described, values)

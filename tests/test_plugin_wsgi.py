@@ -330,3 +330,75 @@ def test_json_and_csv_texts_match_json_dumps_for_every_float16():
     assert json.loads(plugin._values_json(heads)) == heads.astype(np.float64).tolist()
     csv_texts = plugin._float16_texts("csv")[every.view("<u2")]
     assert csv_texts[3, 5] == format(float(every[3, 5]), ".6g")
+
+
+# -- remembered listings -----------------------------------------------------------------
+
+
+class CountingProvider:
+    """The real data provider, counting the listing calls that reach it."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.listings = 0
+
+    def read_blob_sequences(self, *args, **kwargs):
+        self.listings += 1
+        return self._inner.read_blob_sequences(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_matrix_of_a_listed_step_needs_no_new_listing(provider, logs):
+    counting = CountingProvider(provider)
+    client = _client(counting, logs.logdir)
+    steps = _json(client, "steps", run="train", tag="long/0")
+    assert counting.listings == 1
+    for s in steps:
+        got = _json(client, "matrix", run="train", tag="long/0", step=s["step"])
+        assert got["wall_time"] == s["wall_time"]
+    assert counting.listings == 1
+    _json(client, "matrix", run="train", tag="long/0")  # the latest: always a fresh look
+    assert counting.listings == 2
+
+
+def test_a_step_dropped_by_the_loader_after_listing_is_looked_up_again(tmp_path):
+    import tensorflow as tf
+
+    from tb_plugin.summary import attention
+
+    logdir = str(tmp_path)
+    writer = tf.summary.create_file_writer(logdir + "/run")
+
+    def log(steps):
+        with writer.as_default():
+            for step in steps:
+                attention("t", np.full((1, 2), step / 100), step=step)
+        writer.flush()
+
+    # The Python loader keeps at most 2 steps of a tag (a reservoir, always the latest).
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={"attention": 2}
+    )
+    multiplexer.AddRunsFromDirectory(logdir)
+    log([0, 1])
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    client = _client(provider, logdir)
+    assert [s["step"] for s in _json(client, "steps", run="run", tag="t")] == [0, 1]
+    log(range(2, 40))
+    multiplexer.Reload()
+    writer.close()
+    # A second plugin instance, with no memory, says what the loader holds now.
+    fresh = _client(provider, logdir)
+    retained = {s["step"] for s in _json(fresh, "steps", run="run", tag="t")}
+    assert len(retained) == 2 and 39 in retained  # so step 0 or 1 (or both) was dropped
+    for step in (0, 1):
+        response = _get(client, "matrix", run="run", tag="t", step=step)
+        if step in retained:
+            assert response.status_code == 200
+        else:
+            assert response.status_code == 404
+            assert f"no step {step}" in json.loads(response.get_data())["error"]
+    assert _json(client, "matrix", run="run", tag="t")["step"] == 39
