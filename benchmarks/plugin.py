@@ -6,22 +6,26 @@ tab would show). For the same softmax matrices, 128 x 128 and 1024 x 1024, this 
 
 1. bytes on disk per matrix: our attention summary (float16 + zlib, with labels) vs the
    image summary (8-bit PNG), each the growth of an event file over an empty one;
-2. latency of the backend, through TensorBoard's own WSGI app (Python loader,
-   `werkzeug.test.Client`, browser-like `Accept-Encoding: gzip`): our `matrix` route as
-   JSON and as binary, vs what the Images tab requests to show one image (its `images`
-   listing of the tag, then `individualImage`). Ours and the peer alternate, repeated;
-   medians and the ratio of medians are printed;
+2. latency of the backend, with a browser's `Accept-Encoding: gzip`: opening a tag (ours:
+   `matrix` of the latest step; the Images tab: its `images` listing, then the latest
+   `individualImage`), and moving to another step (ours: `matrix?step=S`, binary or
+   JSON; the Images tab: `individualImage`); (a) through
+   TensorBoard's own WSGI app in process (Python loader, `werkzeug.test.Client`), and
+   (b) over HTTP from a real `tensorboard` with its default Rust data server. Ours and
+   the peer alternate, repeated; medians and the ratio of medians are printed;
 3. if benchmarks/plugin_browser.py is present (the frontend's part), its `main(logdir)`
    with the same logdir: run "bench" holds tags "attention/<n>" and "image/<n>" for each
    size, written at steps 0..STEPS-1 from the same matrices.
 
-Run: .venv/bin/python benchmarks/plugin.py [--repeats 30] [--keep DIR] [--no-browser]
+Run: .venv/bin/python benchmarks/plugin.py [--repeats 30] [--keep DIR] [--no-server]
+     [--no-browser]
 Performance is measured here and never asserted in a test; the exit status is 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import gzip
 import inspect
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,29 +136,64 @@ def wsgi_client(logdir: str) -> werkzeug_test.Client:
     return werkzeug_test.Client(application.TensorBoardWSGI(plugins, data_provider=provider))
 
 
-def _get(client: werkzeug_test.Client, url: str) -> tuple[bytes, int]:
-    """The body (gunzipped, as a browser would) and the bytes on the wire."""
-    response = client.get(url, headers=BROWSER_HEADERS)
-    if response.status_code != 200:
-        raise RuntimeError(f"GET {url} -> {response.status_code}: {response.get_data()[:200]}")
-    wire = response.get_data()
-    if response.headers.get("Content-Encoding") == "gzip":
+def wsgi_fetch(client: werkzeug_test.Client):
+    """GET through the WSGI app: returns (body gunzipped as a browser would, wire bytes)."""
+
+    def fetch(url: str) -> tuple[bytes, int]:
+        response = client.get(url, headers=BROWSER_HEADERS)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url} -> {response.status_code}: {response.get_data()[:200]}")
+        return _decoded(response.get_data(), response.headers.get("Content-Encoding"))
+
+    return fetch
+
+
+def http_fetch(base_url: str):
+    """GET over HTTP from a real server: (body gunzipped, wire bytes)."""
+
+    def fetch(url: str) -> tuple[bytes, int]:
+        request = urllib.request.Request(base_url + url.lstrip("/"), headers=BROWSER_HEADERS)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return _decoded(response.read(), response.headers.get("Content-Encoding"))
+
+    return fetch
+
+
+def _decoded(wire: bytes, encoding: str | None) -> tuple[bytes, int]:
+    if encoding == "gzip":
         return gzip.decompress(wire), len(wire)
     return wire, len(wire)
 
 
-def ours(client, n: int, fmt: str, step: int) -> int:
+def ours_step(fetch, n: int, fmt: str, step: int) -> int:
+    """Our frontend moving to another listed step: one `matrix` request."""
     query = urllib.parse.urlencode({"run": RUN, "tag": f"attention/{n}", "step": step,
                                     "format": fmt})
-    return _get(client, "/data/plugin/attention/matrix?" + query)[1]
+    return fetch("/data/plugin/attention/matrix?" + query)[1]
 
 
-def images_tab(client, n: int, step: int) -> int:
-    """What the Images tab fetches to show one step: the tag's listing, then the PNG."""
+def ours_first(fetch, n: int, fmt: str) -> int:
+    """Opening a tag: `matrix` without a step (the latest), which lists the steps afresh."""
+    query = urllib.parse.urlencode({"run": RUN, "tag": f"attention/{n}", "format": fmt})
+    return fetch("/data/plugin/attention/matrix?" + query)[1]
+
+
+def image_listing(fetch, n: int) -> tuple[list, int]:
     query = urllib.parse.urlencode({"run": RUN, "tag": f"image/{n}"})
-    listing, listing_bytes = _get(client, "/data/plugin/images/images?" + query)
-    entry = next(e for e in json.loads(listing) if e["step"] == step)
-    return listing_bytes + _get(client, "/data/plugin/images/individualImage?" + entry["query"])[1]
+    listing, size = fetch("/data/plugin/images/images?" + query)
+    return json.loads(listing), size
+
+
+def images_step(fetch, n: int, step: int, listing: list) -> int:
+    """The Images tab moving to another listed step: one `individualImage` request."""
+    entry = next(e for e in listing if e["step"] == step)
+    return fetch("/data/plugin/images/individualImage?" + entry["query"])[1]
+
+
+def images_first(fetch, n: int) -> int:
+    """Opening a tag in the Images tab: its image listing, then the latest PNG."""
+    listing, size = image_listing(fetch, n)
+    return size + images_step(fetch, n, listing[-1]["step"], listing)
 
 
 def timed(fn, *args) -> tuple[float, int]:
@@ -162,36 +202,77 @@ def timed(fn, *args) -> tuple[float, int]:
     return time.perf_counter() - start, size
 
 
-def latency_table(client, repeats: int) -> list[tuple]:
+def latency_table(fetch, repeats: int) -> list[tuple]:
+    """Rows (matrix, case, median ms, bytes, ratio to its peer, runs)."""
     rows = []
     for n in SIZES:
         count = repeats if n <= 128 else max(5, repeats // 3)
+        listing, _ = image_listing(fetch, n)
+        # name: (request, peer's name)
         cases = {
-            "ours json": lambda s, n=n: ours(client, n, "json", s),
-            "ours binary": lambda s, n=n: ours(client, n, "binary", s),
-            "Images tab": lambda s, n=n: images_tab(client, n, s),
+            "ours binary, open": (lambda s, n=n: ours_first(fetch, n, "binary"),
+                                  "Images, open"),
+            "Images, open": (lambda s, n=n: images_first(fetch, n), "Images, open"),
+            "ours binary, step": (lambda s, n=n: ours_step(fetch, n, "binary", s),
+                                  "Images, step"),
+            "ours json, step": (lambda s, n=n: ours_step(fetch, n, "json", s),
+                                "Images, step"),
+            "Images, step": (lambda s, n=n, seen=listing: images_step(fetch, n, s, seen),
+                             "Images, step"),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         sizes: dict[str, int] = {}
-        for fn in cases.values():  # warm-up: caches, imports
+        for fn, _ in cases.values():  # warm-up: caches, imports, listed steps
             fn(0)
         for i in range(count):
             # Alternate the order so that no case always runs first.
             order = list(cases) if i % 2 == 0 else list(reversed(cases))
             for name in order:
-                elapsed, sizes[name] = timed(cases[name], i % STEPS)
+                elapsed, sizes[name] = timed(cases[name][0], i % STEPS)
                 times[name].append(elapsed)
-        peer = statistics.median(times["Images tab"])
-        for name in cases:
+        for name, (_, peer) in cases.items():
             median = statistics.median(times[name])
-            rows.append((f"{n}x{n}", name, median * 1000, sizes[name], median / peer, count))
+            ratio = median / statistics.median(times[peer])
+            rows.append((f"{n}x{n}", name, median * 1000, sizes[name], ratio, count))
     return rows
+
+
+def print_latency(title: str, rows: list[tuple]) -> None:
+    print(f"\n{title}")
+    print(f"{'matrix':>10} {'case':<18} {'median ms':>10} {'bytes':>11} "
+          f"{'ratio':>7} {'runs':>5}")
+    for size, name, ms, nbytes, ratio, count in rows:
+        print(f"{size:>10} {name:<18} {ms:>10.2f} {nbytes:>11,} {ratio:>7.2f} {count:>5}")
+
+
+@contextlib.contextmanager
+def real_server(logdir: str):
+    """`python -m tensorboard.main` on the logdir (tests/tb_server.py), all data loaded."""
+    sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+    from tb_server import TensorBoardServer
+
+    def loaded() -> bool:
+        tags = server.get_json("data/plugin/attention/tags").get(RUN, {})
+        images = server.get_json("data/plugin/images/tags").get(RUN, {})
+        return all(
+            tags.get(f"attention/{n}", {}).get("num_steps") == STEPS
+            and images.get(f"image/{n}", {}).get("samples") == 1
+            and len(server.get_json(f"data/plugin/images/images?run={RUN}&tag=image/{n}"))
+            == STEPS
+            for n in SIZES
+        )
+
+    with TensorBoardServer(logdir, load_fast=True) as server:
+        server.wait_until(loaded, timeout=120)
+        yield server
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--keep", help="write the logdir here and keep it")
+    parser.add_argument("--no-server", action="store_true",
+                        help="skip the measurement through a real TensorBoard server")
     parser.add_argument("--no-browser", action="store_true",
                         help="skip benchmarks/plugin_browser.py even if present")
     args = parser.parse_args(argv)
@@ -211,14 +292,17 @@ def main(argv: list[str] | None = None) -> None:
         print("   (ours keeps float16 values and token labels; the image keeps 8-bit colour)")
 
         write_logdir(logdir)
-        client = wsgi_client(logdir)
-        print("\n2. Backend latency per matrix, TensorBoardWSGI + Python loader "
-              "(median; ratio = ours / Images tab)")
-        print(f"{'matrix':>10} {'request':<12} {'median ms':>10} {'bytes':>11} "
-              f"{'ratio':>7} {'runs':>5}")
-        for size, name, ms, nbytes, ratio, count in latency_table(client, args.repeats):
-            print(f"{size:>10} {name:<12} {ms:>10.2f} {nbytes:>11,} {ratio:>7.2f} {count:>5}")
-        print("   (bytes as sent with gzip accepted: JSON is gzipped, binary and PNG are not)")
+        print("\n2. Backend latency per matrix, median. 'open': a tag's first view (ours: "
+              "matrix of the latest step;\n   Images: image listing + PNG). 'step': moving to "
+              "another listed step (ours: matrix?step=S;\n   Images: the PNG). ratio = ours / "
+              "the Images case. Bytes as sent with gzip accepted\n   (JSON is gzipped, binary "
+              "and PNG are not).")
+        print_latency("2a. TensorBoardWSGI + Python loader, in process",
+                      latency_table(wsgi_fetch(wsgi_client(logdir)), args.repeats))
+        if not args.no_server:
+            with real_server(logdir) as server:
+                print_latency("2b. real TensorBoard server, Rust data server (--load_fast=true), "
+                              "over HTTP", latency_table(http_fetch(server.url), args.repeats))
 
         if not args.no_browser:
             try:
