@@ -1,0 +1,360 @@
+"""Benchmark: SequenceAttention against Keras's own attention layers, and ragged against padded.
+
+Every case is one training step's worth of work, compiled with `tf.function`:
+forward, then the gradient (`tf.GradientTape`) of the summed output with respect to
+the inputs, the query and every trainable weight. Ours and its peer run in the same
+process, interleaved (ours, peer, peer, ours, ...), and the table quotes the median
+time of each and the ratio of the medians. Shapes: batch 32, n = m = 128, d = 64.
+
+Cases:
+- "dot": SequenceAttention("dot") vs keras.layers.Attention().
+- "bilinear": SequenceAttention("bilinear") vs Dense(d, no bias) on the inputs as the
+  key + keras.layers.Attention() (value = the inputs).
+- "additive": SequenceAttention("additive") vs two Dense(d, no bias) (inputs -> key,
+  query -> query) + keras.layers.AdditiveAttention() (value = the inputs).
+- "dot, masked": the same with padding masks on both sides (ours: mask=[...]; peer:
+  mask=[query_mask, value_mask]), the form real models use.
+- "ragged, skewed": our layer on a ragged batch whose lengths are mostly short (8 to 32)
+  with 1 in 8 of the full 128, vs the same batch padded to 128 with masks (no ragged
+  penalty). The "(info)" row traces the padded step with unknown time axes, as a ragged
+  batch necessarily is, to tell that cost apart from the ragged conversions.
+
+The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
+
+Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit]
+Performance is measured here and never asserted in a test; the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")  # one tf.function per case: its retracing notes are noise
+
+from keras_seqattn import SequenceAttention  # noqa: E402
+
+BATCH, N, M, D = 32, 128, 128, 64
+TARGET = 1.10
+
+
+@dataclass
+class Case:
+    """One comparison: two compiled steps on the same data, and the ratio's target."""
+
+    name: str
+    target: float | None  # None: for information
+    ours: object
+    peer: object
+    args: tuple
+    peer_args: tuple
+    ours_label: str = "ours"
+    peer_label: str = "peer"
+    ours_times: list = field(default_factory=list)
+    peer_times: list = field(default_factory=list)
+
+
+def _loss(out):
+    values = out.flat_values if isinstance(out, tf.RaggedTensor) else out
+    return tf.reduce_sum(values)
+
+
+def _differentiable(x):
+    # The float tensor a gradient can be taken with respect to (a ragged tensor's values).
+    return x.flat_values if isinstance(x, tf.RaggedTensor) else x
+
+
+def training_step(forward, weights, jit, signature=None):
+    """Compiles forward + backward: d(sum of outputs)/d(inputs, query, weights)."""
+
+    def step(inputs, query, *masks):
+        with tf.GradientTape() as tape:
+            sources = [_differentiable(inputs), _differentiable(query)]
+            tape.watch(sources)
+            loss = _loss(forward(inputs, query, *masks))
+        return tape.gradient(loss, sources + list(weights))
+
+    return tf.function(step, jit_compile=jit, input_signature=signature)
+
+
+def ours(scoring):
+    layer = SequenceAttention(scoring=scoring)
+    layer.build((None, None, D), (None, None, D))
+
+    def forward(inputs, query, *masks):
+        return layer(inputs, query, mask=list(masks) if masks else None)
+
+    return forward, layer.trainable_weights
+
+
+def _peer_mask(masks):
+    # Ours takes [inputs_mask, query_mask]; Keras's attention layers [query_mask, value_mask].
+    return [masks[1], masks[0]] if masks else None
+
+
+def peer(scoring):
+    """Keras's own layers computing the same function as our named scoring net."""
+    if scoring == "dot":
+        attention = keras.layers.Attention()
+        attention.build([(None, None, D), (None, None, D)])
+
+        def forward(inputs, query, *masks):
+            return attention([query, inputs], mask=_peer_mask(masks))
+
+        return forward, attention.trainable_weights
+    if scoring == "bilinear":
+        key = keras.layers.Dense(D, use_bias=False)
+        attention = keras.layers.Attention()
+        key.build((None, None, D))
+        attention.build([(None, None, D), (None, None, D), (None, None, D)])
+
+        def forward(inputs, query, *masks):
+            return attention([query, inputs, key(inputs)], mask=_peer_mask(masks))
+
+        return forward, key.trainable_weights + attention.trainable_weights
+    if scoring == "additive":
+        key = keras.layers.Dense(D, use_bias=False)
+        qry = keras.layers.Dense(D, use_bias=False)
+        attention = keras.layers.AdditiveAttention()
+        key.build((None, None, D))
+        qry.build((None, None, D))
+        attention.build([(None, None, D), (None, None, D), (None, None, D)])
+
+        def forward(inputs, query, *masks):
+            return attention([qry(query), inputs, key(inputs)], mask=_peer_mask(masks))
+
+        weights = key.trainable_weights + qry.trainable_weights + attention.trainable_weights
+        return forward, weights
+    raise ValueError(scoring)
+
+
+def skewed_lengths(rng, batch, longest):
+    """Mostly short sequences (8 to 32) with a few (1 in 8) of the full length."""
+    lengths = rng.integers(8, 33, size=batch)
+    lengths[rng.choice(batch, size=max(1, batch // 8), replace=False)] = longest
+    return lengths
+
+
+def ragged_and_padded(rng, lengths, dim):
+    values = rng.standard_normal((int(lengths.sum()), dim)).astype("float32")
+    ragged = tf.RaggedTensor.from_row_lengths(values, lengths.astype("int64"))
+    padded = ragged.to_tensor(shape=(len(lengths), N, dim))
+    mask = tf.sequence_mask(lengths, maxlen=N)
+    return ragged, padded, mask
+
+
+def make_cases(jit, rng):
+    inputs = tf.constant(rng.standard_normal((BATCH, N, D)), "float32")
+    query = tf.constant(rng.standard_normal((BATCH, M, D)), "float32")
+    cases = []
+    for scoring in ("dot", "bilinear", "additive"):
+        cases.append(
+            Case(
+                scoring,
+                TARGET,
+                training_step(*ours(scoring), jit),
+                training_step(*peer(scoring), jit),
+                (inputs, query),
+                (inputs, query),
+                peer_label={
+                    "dot": "Attention",
+                    "bilinear": "Dense+Attention",
+                    "additive": "2 Dense+AdditiveAttention",
+                }[scoring],
+            )
+        )
+    in_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, N), maxlen=N)
+    q_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, M), maxlen=M)
+    cases.append(
+        Case(
+            "dot, masked",
+            TARGET,
+            training_step(*ours("dot"), jit),
+            training_step(*peer("dot"), jit),
+            (inputs, query, in_mask, q_mask),
+            (inputs, query, in_mask, q_mask),
+            peer_label="Attention",
+        )
+    )
+    if not jit:  # XLA needs static shapes; a ragged batch has none.
+        in_r, in_p, in_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, N), D)
+        q_r, q_p, q_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, M), D)
+        forward, weights = ours("bilinear")
+        ragged_step = training_step(forward, weights, jit)
+        cases.append(
+            Case(
+                "ragged, skewed",
+                TARGET,
+                ragged_step,
+                training_step(forward, weights, jit),
+                (in_r, q_r),
+                (in_p, q_p, in_m, q_m),
+                ours_label="ours ragged",
+                peer_label="ours padded+mask",
+            )
+        )
+        # A ragged batch cannot tell the graph its padded length; a padded batch traced
+        # without its time axes (as Keras's fit() does once batch shapes vary) can't
+        # either. This row separates that cost from the ragged conversions.
+        unknown_time = [tf.TensorSpec([None, None, D])] * 2
+        unknown_time += [tf.TensorSpec([None, None], "bool")] * 2
+        cases.append(
+            Case(
+                "ragged, skewed (info)",
+                None,
+                ragged_step,
+                training_step(forward, weights, jit, signature=unknown_time),
+                (in_r, q_r),
+                (in_p, q_p, in_m, q_m),
+                ours_label="ours ragged",
+                peer_label="padded+mask, time axes unknown",
+            )
+        )
+    return cases
+
+
+def time_call(fn, args, inner):
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn(*args)  # CPU tf.function calls return once the work is done.
+    return (time.perf_counter() - start) / inner * 1e3
+
+
+def measure(cases, repeats, inner, warmup):
+    for case in cases:
+        for _ in range(warmup):
+            case.ours(*case.args)
+            case.peer(*case.peer_args)
+    # Interleave ours and peer, alternating which goes first, so that load from other
+    # processes and cache or frequency drift hit both sides alike.
+    for r in range(repeats):
+        for case in cases:
+            first_ours = r % 2 == 0
+            for is_ours in (first_ours, not first_ours):
+                if is_ours:
+                    case.ours_times.append(time_call(case.ours, case.args, inner))
+                else:
+                    case.peer_times.append(time_call(case.peer, case.peer_args, inner))
+
+
+def paired_ratios(case):
+    """Median and quartiles of ours/peer taken side by side (robust to load drift)."""
+    ratios = [o / p for o, p in zip(case.ours_times, case.peer_times, strict=True)]
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    return median, q1, q3
+
+
+def report(cases, compile_label):
+    rows = []
+    for case in cases:
+        ours_ms = statistics.median(case.ours_times)
+        peer_ms = statistics.median(case.peer_times)
+        ratio = ours_ms / peer_ms
+        paired, q1, q3 = paired_ratios(case)
+        rows.append(
+            (
+                case.name,
+                compile_label,
+                f"{case.ours_label} {ours_ms:.2f}",
+                f"{case.peer_label} {peer_ms:.2f}",
+                f"{ratio:.3f}",
+                f"{paired:.2f} [{q1:.2f}-{q3:.2f}]",
+                "info" if case.target is None else f"<= {case.target:.2f}",
+                "" if case.target is None else ("PASS" if ratio <= case.target else "FAIL"),
+            )
+        )
+    return rows
+
+
+def print_table(rows):
+    header = (
+        "case",
+        "compile",
+        "ours ms (median)",
+        "peer ms (median)",
+        "ratio",
+        "paired ratio [IQR]",
+        "target",
+        "",
+    )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("{:<" + str(w) + "}" for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+def machine():
+    cpus = os.cpu_count()
+    try:
+        cpus = f"{len(os.sched_getaffinity(0))} usable of {os.cpu_count()}"
+    except AttributeError:  # pragma: no cover - not on Linux
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (
+        f"machine: {platform.machine()}, {cpus} cores, load average {load}; "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__} (backend {keras.backend.backend()})"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=25,
+        help="interleaved (ours, peer) timings per case (default 25)",
+    )
+    parser.add_argument(
+        "--inner", type=int, default=3, help="calls per timing, averaged (default 3)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per side")
+    parser.add_argument(
+        "--no-jit", action="store_true", help="skip the jit_compile=True (XLA) pass"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2")
+
+    print(machine())
+    print(
+        f"shapes: batch {BATCH}, n {N}, m {M}, d {D}; forward + backward (inputs, query, "
+        f"weights); {args.repeats} interleaved repeats x {args.inner} calls; float32"
+    )
+    rows = []
+    for jit in (False,) if args.no_jit else (False, True):
+        cases = make_cases(jit, np.random.default_rng(args.seed))
+        start = time.perf_counter()
+        measure(cases, args.repeats, args.inner, args.warmup)
+        label = f"jit={jit}"
+        rows += report(cases, label)
+        print(f"[{label}: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
+    print()
+    print_table(rows)
+    print()
+    print(
+        "ratio = median(ours) / median(peer), the figure judged against the target. "
+        "paired ratio = median and quartiles of the per-repeat ratios ours/peer, each pair "
+        "timed side by side: when it disagrees with the ratio, or its quartiles straddle the "
+        "target, the machine was busy; rerun with more --repeats."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
