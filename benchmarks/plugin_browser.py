@@ -1,0 +1,286 @@
+"""Benchmark: first painted heatmap, attention tab vs the stock Images tab, in headless Chromium.
+
+The workload of NOTES §3: one run holding 8 tags x 20 steps of attention matrices, written
+twice into the same logdir: as attention summaries (tags "attention/<k>") and as image
+summaries of the same matrices rendered the way people log them for the Images tab, a
+labelled matplotlib heatmap (tags "heatmap/<k>"). One real TensorBoard server (default
+Rust data server, `--load_fast=true`) serves both tabs.
+
+Measured, interleaved (the order alternates each round), each page load in a fresh browser
+context (cold cache), median of --repeats rounds, on the browser's own clock:
+- attention: from navigation start of http://HOST/#attention to the animation frame that
+  shows the first heatmap (the canvas's data-painted-at, stamped by the tab itself);
+- images: from navigation start of http://HOST/#images to the animation frame after the
+  first image summary's <img> has loaded (a load listener put on every <img> by a hook
+  installed before the page's own scripts run).
+Both tabs share one renderer main thread with TensorBoard's own app, so both wait for it.
+Also, in the attention tab: choosing a 1024 x 1024 matrix until it is painted (fetch, decode,
+draw), re-painting it from the cache, and the longest main-thread task meanwhile.
+
+Run: .venv/bin/python benchmarks/plugin_browser.py [--repeats 5]
+benchmarks/plugin.py calls main() too. Performance is printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+sys.path.insert(0, os.path.join(HERE, os.pardir))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+RUN = "train"
+TAGS = 8
+STEPS = 20
+QUERIES = 12
+INPUTS = 16
+BIG_TAG = "large/0"
+BIG = 1024
+
+# A hundred plain words for token labels.
+WORDS = (
+    "the of and to in is was for on that with as by at from his her it an are were be this "
+    "which or had not but have one their also its after first new two has who they been more "
+    "time than other into when all some most only over three made year can years state war "
+    "between used under during many world would both where team season city may while later "
+    "these such well being then about university people through film part four known up album "
+    "school north south series john before since"
+).split()
+
+
+def attention_matrix(rng: np.random.Generator, m: int, n: int) -> np.ndarray:
+    """A peaked softmax matrix, as trained attention looks."""
+    scores = 3.0 * rng.normal(size=(m, n))
+    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def heatmap_png(weights: np.ndarray, inputs: list[str], queries: list[str]) -> bytes:
+    """A labelled viridis heatmap with a colour bar, rendered by matplotlib, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    image = ax.imshow(weights, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(inputs)), inputs, rotation=90)
+    ax.set_yticks(range(len(queries)), queries)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_logdir(logdir: str) -> None:
+    import tensorflow as tf
+
+    from tb_plugin.summary import attention
+
+    rng = np.random.default_rng(0)
+    writer = tf.summary.create_file_writer(os.path.join(logdir, RUN))
+    with writer.as_default():
+        for step in range(STEPS):
+            for k in range(TAGS):
+                inputs = list(rng.choice(WORDS, INPUTS))
+                queries = list(rng.choice(WORDS, QUERIES))
+                weights = attention_matrix(rng, QUERIES, INPUTS)
+                attention(f"attention/{k}", weights, step=step, input_labels=inputs,
+                          query_labels=queries)
+                png = heatmap_png(weights, inputs, queries)
+                tf.summary.image(f"heatmap/{k}", tf.io.decode_png(png)[None], step=step)
+        attention(BIG_TAG, attention_matrix(rng, BIG, BIG), step=0,
+                  input_labels=[f"in{i}" for i in range(BIG)],
+                  query_labels=[f"out{i}" for i in range(BIG)])
+    writer.close()
+
+
+# Runs in the page before its scripts: stamps window.__imagePaintedAt with the epoch time
+# (performance.timeOrigin + now: one clock in every frame) of the animation frame after the
+# first <img> load. TensorBoard's image loader loads each picture in a detached <img> (set
+# through its src property) and inserts it when loaded, so the hook sits on that setter.
+_WATCH_IMAGES = """(() => {
+    const stamp = () => requestAnimationFrame(() => {
+        if (window.__imagePaintedAt === undefined) {
+            window.__imagePaintedAt = performance.timeOrigin + performance.now();
+        }
+    });
+    const watch = img => img.addEventListener('load', stamp, {once: true});
+    const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, 'src');
+    Object.defineProperty(HTMLImageElement.prototype, 'src', {
+        configurable: true, enumerable: src.enumerable,
+        get() { return src.get.call(this); },
+        set(value) { watch(this); src.set.call(this, value); },
+    });
+    const setAttribute = Element.prototype.setAttribute;
+    Element.prototype.setAttribute = function (name, value) {
+        if (this instanceof HTMLImageElement && name === 'src') watch(this);
+        return setAttribute.call(this, name, value);
+    };
+})()"""
+
+
+def first_paint_ms(browser, url: str, tab: str) -> float:
+    """Milliseconds from navigation start to the first painted heatmap of `tab`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        if tab == "images":
+            page.add_init_script(_WATCH_IMAGES)
+        page.goto(f"{url}#{tab}", wait_until="commit")
+        if tab == "attention":
+            frame = page.frame_locator("iframe")
+            canvas = frame.locator("#heatmap[data-painted-at]")
+            canvas.wait_for(timeout=60_000)
+            painted = float(canvas.get_attribute("data-painted-at"))
+        else:
+            # TensorBoard's Images dashboard, inside its shadow DOM (Playwright's CSS
+            # locators pierce it): the first image summary's <img>.
+            page.locator("tf-image-loader img").first.wait_for(timeout=60_000)
+            painted = page.wait_for_function(
+                "() => window.__imagePaintedAt", timeout=60_000
+            ).json_value()
+        start = page.evaluate("performance.timeOrigin")
+        return painted - start
+    finally:
+        context.close()
+
+
+_SELECT_AND_PAINT = """async (select, value) => {
+    const canvas = document.getElementById('heatmap');
+    const before = Number(canvas.dataset.paintCount || 0);
+    const longest = {ms: 0};
+    const observer = new PerformanceObserver(list => {
+        for (const entry of list.getEntries()) longest.ms = Math.max(longest.ms, entry.duration);
+    });
+    observer.observe({type: 'longtask'});
+    const t0 = performance.now();
+    const control = document.getElementById(select);
+    control.value = value;
+    control.dispatchEvent(new Event('change'));
+    while (Number(canvas.dataset.paintCount || 0) === before) {
+        await new Promise(r => setTimeout(r, 1));
+    }
+    await new Promise(r => requestAnimationFrame(r));
+    const ms = performance.now() - t0;
+    await new Promise(r => setTimeout(r, 50));  // let the observer deliver
+    observer.disconnect();
+    return [ms, longest.ms];
+}"""
+
+
+def large_matrix_ms(browser, url: str, repeats: int) -> dict[str, list[float]]:
+    """Choosing the 1024 x 1024 tag until painted; re-painting it from the cache."""
+    results: dict[str, list[float]] = {"load": [], "repaint": [], "longest task": []}
+    for _ in range(repeats):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}#attention")
+            frame = page.frame_locator("iframe")
+            frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
+            root = frame.locator("#attention-root")
+            load, longest = root.evaluate(
+                f"(_, [s, v]) => ({_SELECT_AND_PAINT})(s, v)", ["tag-select", BIG_TAG]
+            )
+            repaint, longest2 = root.evaluate(
+                f"(_, [s, v]) => ({_SELECT_AND_PAINT})(s, v)", ["scale-select", "unit"]
+            )
+            results["load"].append(load)
+            results["repaint"].append(repaint)
+            results["longest task"].append(max(longest, longest2))
+        finally:
+            context.close()
+    return results
+
+
+def measure_first_paint(browser, url: str, repeats: int) -> dict[str, list[float]]:
+    for tab in ("attention", "images"):  # warm-up: server caches, disk, fonts
+        first_paint_ms(browser, url, tab)
+    times: dict[str, list[float]] = {"attention": [], "images": []}
+    for round_ in range(repeats):
+        order = ("attention", "images") if round_ % 2 == 0 else ("images", "attention")
+        for tab in order:
+            times[tab].append(first_paint_ms(browser, url, tab))
+    return times
+
+
+def print_first_paint(times: dict[str, list[float]]) -> None:
+    for tab, label in (("attention", "attention tab"), ("images", "Images tab")):
+        print(f"  {label:<14} {statistics.median(times[tab]):7.0f} ms   "
+              f"(runs: {', '.join(f'{t:.0f}' for t in times[tab])})")
+    ratio = statistics.median(times["attention"]) / statistics.median(times["images"])
+    print(f"  ratio attention / images: {ratio:.2f} "
+          f"({'not slower' if ratio <= 1 else 'SLOWER than the Images tab'})")
+
+
+def other_logdir(browser, logdir: str, repeats: int) -> None:
+    """The same comparison on another logdir (benchmarks/plugin.py's: unlabelled images)."""
+    from tb_server import TensorBoardServer
+
+    with TensorBoardServer(logdir, load_fast=True) as server:
+        server.wait_until(lambda: bool(server.get_json("data/plugin/attention/tags"))
+                          and bool(server.get_json("data/plugin/images/tags")), timeout=180)
+        times = measure_first_paint(browser, server.url, repeats)
+    print(f"\nThe same on {logdir} (median of {repeats}):")
+    print_first_paint(times)
+
+
+def main(logdir: str | None = None, repeats: int = 5) -> None:
+    """Runs the comparison on this benchmark's own logdir (NOTES §3's workload); with
+    `logdir` (as benchmarks/plugin.py passes its own), also on that logdir."""
+    from browser import launch_chromium
+    from tb_server import TensorBoardServer
+
+    scratch = tempfile.mkdtemp(prefix="attention-browser-bench-")
+    try:
+        started = time.perf_counter()
+        write_logdir(scratch)
+        print(f"logdir: run {RUN!r}, {TAGS} tags x {STEPS} steps of {QUERIES} x {INPUTS} "
+              f"matrices, as attention summaries and as matplotlib heatmap images "
+              f"(written in {time.perf_counter() - started:.0f} s), plus one {BIG} x {BIG}")
+        with launch_chromium() as browser:
+            with TensorBoardServer(scratch, load_fast=True) as server:
+                def loaded() -> bool:
+                    tags = server.get_json("data/plugin/attention/tags").get(RUN, {})
+                    images = server.get_json("data/plugin/images/tags").get(RUN, {})
+                    return (len(tags) == TAGS + 1 and len(images) == TAGS and all(
+                        t["num_steps"] == STEPS for name, t in tags.items() if name != BIG_TAG))
+
+                server.wait_until(loaded, timeout=180)
+                times = measure_first_paint(browser, server.url, repeats)
+                large = large_matrix_ms(browser, server.url, repeats)
+            print(f"\nFirst painted heatmap after opening the tab (headless Chromium, median "
+                  f"of {repeats}, interleaved, cold cache):")
+            print_first_paint(times)
+            print(f"\n{BIG} x {BIG} matrix in the attention tab (median of {repeats}):")
+            print(f"  choose the tag -> painted (fetch, decode, draw): "
+                  f"{statistics.median(large['load']):6.0f} ms")
+            print(f"  re-paint from the cache (colour scale change):   "
+                  f"{statistics.median(large['repaint']):6.0f} ms")
+            print(f"  longest main-thread task meanwhile:               "
+                  f"{statistics.median(large['longest task']):6.0f} ms")
+            if logdir:
+                other_logdir(browser, logdir, repeats)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--logdir", help="also compare the two tabs on this logdir")
+    args = parser.parse_args()
+    main(args.logdir, args.repeats)
