@@ -25,6 +25,7 @@ points re-run the traced graph without touching Python again. Consequences:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -188,7 +189,9 @@ class _ProbePass:
         self.targets = list(targets)
         self.records: list[_Record] = []
         self.unreachable: set[str] = set()
-        self._function = tf.function(self._forward)
+        # A partial rather than the bound method: TensorFlow counts traces per code object,
+        # and one trace by each of several loggers would read as "frequent retracing".
+        self._function = tf.function(functools.partial(self._forward))
 
     def __call__(self, probe) -> list[dict[str, np.ndarray]]:
         outputs = self._function(probe)
@@ -207,6 +210,10 @@ class _ProbePass:
         calls: dict[str, int] = {}
         records, outputs = [], []
         for target, tensors in captured:
+            if target.key in unreachable:
+                # Also called outside the loop (Keras's RNN runs its cell once before the
+                # loop to learn the output shapes): those weights are not the loop's.
+                continue
             calls[target.key] = calls.get(target.key, 0) + 1
             count = calls[target.key]
             records.append(_Record(target, target.key if count == 1 else f"{target.key}@{count}"))
@@ -600,7 +607,8 @@ class AttentionLogger(keras.callbacks.Callback):
         iterations = getattr(optimizer, "iterations", None)
         if iterations is None:
             return 0
-        return int(keras.ops.convert_to_numpy(iterations))
+        value = getattr(iterations, "value", iterations)  # a Keras variable's TF value
+        return int(value.numpy()) if hasattr(value, "numpy") else int(value)
 
     def _targets(self) -> list[_Target]:
         found = find_attention_layers(self.model)
@@ -677,7 +685,7 @@ class AttentionLogger(keras.callbacks.Callback):
 
     def _check_reached(self) -> None:
         called = {r.target.key for r in self._pass.records}
-        for key in sorted(self._pass.unreachable - called):
+        for key in sorted(self._pass.unreachable):
             logger.warning(
                 "AttentionLogger: layer %r runs inside a graph loop (e.g. a recurrent "
                 "cell); its weights cannot be read from outside the loop and are not "
