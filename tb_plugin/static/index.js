@@ -411,12 +411,38 @@ function layoutPanel(spec, widthBudget, heightBudget) {
     left,
     top,
     cell,
+    inputWidest,
+    rows: spec.rows,
+    cols: spec.cols,
     W: Math.round(cell * spec.cols),
     H: Math.round(cell * spec.rows),
     vertical,
     rowStride: labelStride(cell),
     colStride: vertical ? labelStride(cell) : 1,
   };
+}
+
+/**
+ * Side by side panels (compare mode) share one cell size, label gutters and rows, so that
+ * the same cell sits at the same height in each.
+ */
+function alignLayouts(layouts) {
+  if (layouts.length < 2) return layouts;
+  const cell = Math.min(...layouts.map((l) => l.cell));
+  const vertical = layouts.some((l) => l.vertical || cell < l.inputWidest + 6);
+  const top = vertical ? Math.max(...layouts.map((l) => l.inputWidest)) + 12 : 22;
+  const left = Math.max(...layouts.map((l) => l.left));
+  return layouts.map((l) => ({
+    ...l,
+    cell,
+    top,
+    left,
+    vertical,
+    W: Math.round(cell * l.cols),
+    H: Math.round(cell * l.rows),
+    rowStride: labelStride(cell),
+    colStride: vertical ? labelStride(cell) : 1,
+  }));
 }
 
 class Panel {
@@ -1176,13 +1202,14 @@ class AttentionApp {
     const widthBudget = (width - gap * (specs.length - 1)) / specs.length;
     const top = this.view.getBoundingClientRect().top;
     const heightBudget = Math.max(240, window.innerHeight - top - 36);
+    const layouts = alignLayouts(specs.map((spec) => layoutPanel(spec, widthBudget, heightBudget)));
     specs.forEach((spec, k) => {
       const canvas = this.panels[k].canvas;
       // DOM signals of what is on screen, for tests and benchmarks.
       canvas.dataset.run = this.run;
       canvas.dataset.tag = this.tag;
       canvas.dataset.head = String(this.head);
-      this.panels[k].paint(spec, layoutPanel(spec, widthBudget, heightBudget));
+      this.panels[k].paint(spec, layouts[k]);
     });
     this.hideTooltip();
   }
