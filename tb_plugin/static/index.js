@@ -709,6 +709,7 @@ class AttentionApp {
   constructor(host) {
     this.tags = {}; // run -> tag -> info, as served by ./tags
     this.tagsJson = "";
+    this.menuNames = null;
     this.run = null;
     this.tag = null;
     this.head = 0;
@@ -838,6 +839,7 @@ class AttentionApp {
       resizeFrame = requestAnimationFrame(() => this.renderView());
     });
     this.setControlsEnabled(false);
+    this.setStatus("Loading…");
   }
 
   setStatus(text, isError = false) {
@@ -894,20 +896,29 @@ class AttentionApp {
       this.empty.hidden = false;
       this.controls.hidden = true;
       this.view.replaceChildren();
+      this.panels = [];
+      this.stop();
       this.setStatus("");
       return;
     }
     this.empty.hidden = true;
     this.controls.hidden = false;
     if (this.runSelect.disabled) this.setControlsEnabled(true);
-    this.fillRuns(runs);
     if (!this.run || !tags[this.run]) this.run = runs[0];
+    // Rebuild the menus only when names come or go: new steps alone leave them (and a menu
+    // the user has open) alone.
+    const names = JSON.stringify([runs, this.run, Object.keys(tags[this.run]).sort()]);
+    if (names !== this.menuNames) {
+      this.menuNames = names;
+      this.fillRuns(runs);
+      this.fillTags();
+    }
     this.runSelect.value = this.run;
-    this.fillTags();
     const tagNames = Object.keys(tags[this.run]);
     if (!this.tag || !tags[this.run][this.tag]) {
       this.tag = groupTags(tagNames)[0].tags[0].tag;
-      this.steps = [];
+      this.stop();
+      this.resetSteps();
     }
     this.tagSelect.value = this.tag;
     const before = previous[this.run] && previous[this.run][this.tag];
@@ -998,6 +1009,7 @@ class AttentionApp {
   chooseRun(run) {
     this.stop();
     this.run = run;
+    this.menuNames = null;
     this.fillTags();
     const names = Object.keys(this.tags[run] || {});
     if (!names.includes(this.tag)) this.tag = names.length ? groupTags(names)[0].tags[0].tag : null;
