@@ -234,7 +234,7 @@ def other_logdir(browser, logdir: str, repeats: int) -> None:
         server.wait_until(lambda: bool(server.get_json("data/plugin/attention/tags"))
                           and bool(server.get_json("data/plugin/images/tags")), timeout=180)
         times = measure_first_paint(browser, server.url, repeats)
-    print(f"\nThe same on {logdir} (median of {repeats}):")
+    print(f"\nThe same comparison on the given logdir {logdir} (median of {repeats}):")
     print_first_paint(times)
 
 
