@@ -146,11 +146,12 @@ def open_tab(page, server, tag: str | None = TAG):
     return frame
 
 
-def wait_painted(frame, tag: str = TAG, step: int | None = None, canvas: str = "heatmap"):
+def wait_painted(frame, tag: str = TAG, step: int | None = None, canvas: str = "heatmap",
+                 timeout: float = 15_000):
     selector = f'#{canvas}[data-tag="{tag}"]'
     if step is not None:
         selector += f'[data-painted="{step}"]'
-    frame.locator(selector).wait_for(timeout=15_000)
+    frame.locator(selector).wait_for(timeout=timeout)
 
 
 def cell_rgb(frame, row: int, col: int, canvas: str = "heatmap") -> tuple[int, int, int]:
@@ -360,7 +361,8 @@ def test_new_steps_appear_without_reload(page, servers, logdirs):
     assert frame.locator("#step-label").text_content() == "step 0"
     page.evaluate("window.__marker = 'same page'")
     append_step(logdirs[0], LIVE_TAG, 7, np.array([[0.9, 0.1]]), ["new0", "new1"], ["out"])
-    wait_painted(frame, tag=LIVE_TAG, step=7)  # polling ./tags picks it up
+    # The tab polls ./tags every 5 s; the server rereads the logdir every second.
+    wait_painted(frame, tag=LIVE_TAG, step=7, timeout=30_000)
     assert frame.locator("#step-label").text_content() == "step 7"
     assert frame.locator("#tag-select").input_value() == LIVE_TAG  # the selection is kept
     assert label_texts(frame, "input-labels") == ["new0", "new1"]
@@ -378,5 +380,5 @@ def test_empty_logdir_shows_how_to_log(page, servers, logdirs):
     assert "AttentionLogger" in empty.text_content()
     # Data written now shows up in the open tab.
     append_step(logdirs[1], TAG, 3, WEIGHTS_20, INPUTS_20, QUERIES_20)
-    wait_painted(frame, step=3)
+    wait_painted(frame, step=3, timeout=30_000)
     assert not empty.is_visible()
