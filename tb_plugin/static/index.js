@@ -723,7 +723,6 @@ class AttentionApp {
     this.playTimer = null;
     this.rendering = null;
     this.renderPending = false;
-    this.paintCount = 0;
     this.refreshing = null;
     this.panels = [];
     this.build(host);
