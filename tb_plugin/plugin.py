@@ -43,6 +43,8 @@ DEFAULT_DOWNSAMPLING = 10
 _ALL_STEPS = 1 << 30
 # How many steps' blob references the plugin remembers between requests (all tags).
 MAX_REMEMBERED_STEPS = 100_000
+# How many decoded headers (of tags' latest steps) the plugin keeps.
+MAX_REMEMBERED_HEADERS = 10_000
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _STATIC_TYPES = {".js": "application/javascript", ".mjs": "application/javascript",
@@ -189,6 +191,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # {step: datum}}, so that `matrix` for a known step skips a listing round trip.
         self._known: dict[tuple[str, str, str], dict[int, Any]] = {}
         self._known_lock = threading.Lock()
+        # Decoded headers of the latest steps, by blob key (oldest first, bounded).
+        self._headers: dict[str, codec.Header] = {}
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -291,30 +295,51 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return [read(key) for key in blob_keys]
         return list(_blob_readers().map(read, blob_keys))
 
-    # -- routes ----------------------------------------------------------------------------
+    def _latest_headers(self, ctx, blob_keys: list[str]) -> list:
+        """The decoded header of each blob key, or the error that prevented it.
+
+        A blob key names one step's immutable header, so decoded headers are kept: a
+        `tags` request (the tab asks every few seconds) then reads only new steps.
+        """
+        with self._known_lock:
+            cached = {key: self._headers[key] for key in blob_keys if key in self._headers}
+        missing = [key for key in blob_keys if key not in cached]
+        for key, blob in zip(missing, self._read_blobs(ctx, missing), strict=True):
+            try:
+                if isinstance(blob, Exception):
+                    raise blob
+                cached[key] = codec.decode_header(blob)
+            except (codec.DecodeError, errors.NotFoundError) as err:
+                cached[key] = err
+                continue
+            with self._known_lock:
+                self._headers[key] = cached[key]
+                while len(self._headers) > MAX_REMEMBERED_HEADERS:
+                    self._headers.pop(next(iter(self._headers)))
+        return [cached[key] for key in blob_keys]
+
     # -- routes ----------------------------------------------------------------------------
 
     @_json_errors
     def _serve_tags(self, request):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        readable = self._readable_tags(ctx, experiment)
-        data = self._read_sequences(ctx, experiment) if readable else {}
+        # The listing (descriptions, versions) and the step data are independent: with
+        # the Rust data server each is a gRPC round trip, so ask for both at once.
+        listing = _blob_readers().submit(self._readable_tags, ctx, experiment)
+        data = self._read_sequences(ctx, experiment)
+        readable = listing.result()
         latest = []  # (run, tag, series, steps) whose latest header is to be read
         for run, tags in readable.items():
             for tag, series in tags.items():
                 steps = data.get(run, {}).get(tag)
                 if steps and len(steps[-1].values) == 2:
                     latest.append((run, tag, series, steps))
-        blobs = self._read_blobs(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
+        headers = self._latest_headers(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
         result: dict[str, dict[str, Any]] = {}
-        for (run, tag, series, steps), blob in zip(latest, blobs, strict=True):
-            try:
-                if isinstance(blob, Exception):
-                    raise blob
-                header = codec.decode_header(blob)
-            except (codec.DecodeError, errors.NotFoundError) as err:
-                logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
+        for (run, tag, series, steps), header in zip(latest, headers, strict=True):
+            if isinstance(header, Exception):
+                logger.warning("attention: skipping run %r tag %r: %s", run, tag, header)
                 continue
             result.setdefault(run, {})[tag] = {
                 "description": series.description,
