@@ -14,10 +14,11 @@ Cases:
   query -> query) + keras.layers.AdditiveAttention() (value = the inputs).
 - "dot, masked": the same with padding masks on both sides (ours: mask=[...]; peer:
   mask=[query_mask, value_mask]), the form real models use.
-- "ragged, skewed": our layer on a ragged batch whose lengths are mostly short (8 to 32)
-  with 1 in 8 of the full 128, vs the same batch padded to 128 with masks (no ragged
-  penalty). The "(info)" row traces the padded step with unknown time axes, as a ragged
-  batch necessarily is, to tell that cost apart from the ragged conversions.
+- "ragged, skewed": our layer ("bilinear", the default) on a ragged batch (inputs and
+  query) whose lengths are mostly short (8 to 32) with 1 in 8 of the full 128, vs the same
+  batch padded to 128 with masks (no ragged penalty). The "(info)" row traces the padded
+  step with unknown time axes, as a ragged batch necessarily is, to tell that cost apart
+  from the ragged conversions.
 
 The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
 
