@@ -234,23 +234,24 @@ class SequenceAttention(layers.Layer):
         scores = ops.reshape(scores, (batch, m, n))
         return ops.cast(scores, "float64" if scores.dtype == "float64" else "float32")
 
-    def _valid_pairs(self, inputs_mask, query_mask, n, m):
-        """A boolean (B or 1, m, n) mask of the pairs that may get weight, or None."""
-        valid = None
+    def _visible_inputs(self, inputs_mask, n, m):
+        """Boolean mask of the inputs each query may see, (B or 1, m or 1, n), or None.
+
+        The query mask stays apart (see `_softmax`): ANDing it in here would build a
+        (B, m, n) tensor where a (B, m, 1) one does.
+        """
+        visible = None
         if self.causal:
             q_pos = ops.expand_dims(ops.arange(m), 1)
             i_pos = ops.expand_dims(ops.arange(n), 0)
-            valid = i_pos <= q_pos
+            visible = i_pos <= q_pos
             if self.window is not None:
-                valid = ops.logical_and(valid, i_pos > q_pos - self.window)
-            valid = ops.expand_dims(valid, 0)
+                visible = ops.logical_and(visible, i_pos > q_pos - self.window)
+            visible = ops.expand_dims(visible, 0)
         if inputs_mask is not None:
             m_in = ops.expand_dims(inputs_mask, 1)
-            valid = m_in if valid is None else ops.logical_and(valid, m_in)
-        if query_mask is not None:
-            m_q = ops.expand_dims(query_mask, 2)
-            valid = m_q if valid is None else ops.logical_and(valid, m_q)
-        return valid
+            visible = m_in if visible is None else ops.logical_and(visible, m_in)
+        return visible
 
     def _rescale(self, scores, valid, n):
         if self.score_rescaling == "dim_sqrt":
@@ -258,8 +259,7 @@ class SequenceAttention(layers.Layer):
         if self.score_rescaling == "length_sqrt":
             if valid is None:
                 count = ops.cast(n, scores.dtype)
-            else:
-                valid = ops.broadcast_to(valid, ops.shape(scores))
+            else:  # (B or 1, m or 1, 1), broadcast by the division
                 count = ops.sum(ops.cast(valid, scores.dtype), axis=-1, keepdims=True)
             return scores / ops.sqrt(ops.maximum(count, 1.0))
         return scores
@@ -277,9 +277,67 @@ class SequenceAttention(layers.Layer):
         sequences.check_sequence(inputs, "inputs")
         sequences.check_sequence(query, "query")
         inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
-        ragged_query = isinstance(query, tf.RaggedTensor)
-        inputs, input_lengths = sequences.to_padded(inputs)
-        query, query_lengths = sequences.to_padded(query)
+        if (
+            isinstance(inputs, tf.RaggedTensor)
+            and isinstance(query, tf.RaggedTensor)
+            and inputs_mask is None
+            and query_mask is None
+        ):
+            return self._attend_in_two_groups(inputs, query, return_attention_scores, training)
+        return self._attend(
+            inputs, query, inputs_mask, query_mask, return_attention_scores, training
+        )
+
+    def _attend_in_two_groups(self, inputs, query, return_attention_scores, training):
+        """Ragged inputs and query, without padding every example to the batch's longest.
+
+        Padding is work: 28 examples of ~20 vectors and 4 of 128, all padded to 128, score
+        32 * 128 * 128 pairs of which 85% are padding. Split the examples, by size, into
+        a short and a long group (where the split minimises the padded work) and attend
+        in each, padded to its own longest, when that saves enough. Same result per example.
+        """
+        first, second, worth_it = sequences.split_by_size(
+            ops.maximum(inputs.row_lengths(), query.row_lengths())
+        )
+        return tf.cond(
+            worth_it,
+            lambda: self._attend_groups(
+                inputs, query, (first, second), return_attention_scores, training
+            ),
+            lambda: self._attend(inputs, query, None, None, return_attention_scores, training),
+        )
+
+    def _attend_groups(self, inputs, query, groups, return_attention_scores, training):
+        first, second = groups
+        outs, weights = [], []
+        for group in (first, second):
+            out, w = self._attend(
+                tf.gather(inputs, group), tf.gather(query, group), None, None, True, training
+            )
+            outs.append(out)
+            weights.append(w)
+        # Back to the batch's order, on the query's own row partition.
+        back = tf.math.invert_permutation(tf.concat([first, second], 0))
+        outputs = query.with_flat_values(tf.gather(tf.concat(outs, 0), back).flat_values)
+        if not return_attention_scores:
+            return outputs
+        # Each group's weights are padded to its longest input; pad to the batch's.
+        lengths = inputs.row_lengths()
+        n = tf.reduce_max(tf.concat([lengths, tf.zeros([1], lengths.dtype)], 0))
+        weights = [
+            w.with_flat_values(
+                tf.pad(w.flat_values, [[0, 0], [0, n - tf.shape(w.flat_values, lengths.dtype)[1]]])
+            )
+            for w in weights
+        ]
+        weights = query.with_flat_values(tf.gather(tf.concat(weights, 0), back).flat_values)
+        return outputs, weights
+
+    def _attend(self, inputs, query, inputs_mask, query_mask, return_attention_scores, training):
+        """Attention on one batch, padded to its longest example (ragged or masked)."""
+        ragged_query = query if isinstance(query, tf.RaggedTensor) else None
+        inputs, input_lengths, _ = sequences.to_padded(inputs)
+        query, query_lengths, query_index = sequences.to_padded(query)
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         if input_lengths is not None:
             inputs_mask = self._and(inputs_mask, sequences.lengths_to_mask(input_lengths, n))
@@ -289,24 +347,25 @@ class SequenceAttention(layers.Layer):
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
         scores = self._score_all(inputs, query)
-        valid = self._valid_pairs(inputs_mask, query_mask, n, m)
-        scores = self._rescale(scores, valid, n)
-        weights = self._softmax(scores, valid)
+        visible = self._visible_inputs(inputs_mask, n, m)
+        scores = self._rescale(scores, visible, n)
+        weights = self._softmax(scores, visible, query_mask)
         used = weights
         if training and self.dropout > 0:
             used = random.dropout(weights, self.dropout, seed=self.seed_generator)
         outputs = ops.matmul(ops.cast(used, self.compute_dtype), inputs)
-        weights = ops.cast(weights, self.compute_dtype)
 
-        if ragged_query:
-            outputs = sequences.to_ragged_like(outputs, query_lengths)
-            weights = sequences.to_ragged_like(weights, query_lengths)
+        if ragged_query is not None:
+            outputs = sequences.to_ragged_like(outputs, ragged_query, query_index)
         elif query_mask is not None:
             # Downstream layers (a decoder RNN, a loss) should skip the padded queries.
             set_keras_mask(outputs, query_mask)
-        if return_attention_scores:
-            return outputs, weights
-        return outputs
+        if not return_attention_scores:
+            return outputs
+        weights = ops.cast(weights, self.compute_dtype)
+        if ragged_query is not None:
+            weights = sequences.to_ragged_like(weights, ragged_query, query_index)
+        return outputs, weights
 
     @staticmethod
     def _and(a, b):
@@ -327,17 +386,26 @@ class SequenceAttention(layers.Layer):
         return inputs_mask, query_mask
 
     @staticmethod
-    def _softmax(scores, valid):
-        if valid is None:
-            return ops.softmax(scores, axis=-1)
-        # A finite floor instead of -inf: a row with nothing to see (an empty example,
-        # a padded query) must give zeros, not NaN, and so must its gradient.
-        # Half the most negative float: far below any real score, and safe to subtract from.
-        dtype = sequences.dtype_name(scores)
-        floor = ops.convert_to_tensor(np.array(np.finfo(dtype).min / 2, dtype=dtype))
-        valid = ops.broadcast_to(valid, ops.shape(scores))
-        weights = ops.softmax(ops.where(valid, scores, floor), axis=-1)
-        return ops.where(valid, weights, ops.zeros_like(weights))
+    def _softmax(scores, visible, query_mask):
+        """Softmax over the visible inputs; rows that may see nothing give zeros."""
+        if visible is not None:
+            # A finite floor instead of -inf, so that a row with nothing to see gives no
+            # NaN, nor does its gradient; in a row that sees something, exp(floor - max)
+            # is exactly 0. Half the most negative float: safe to subtract from.
+            dtype = sequences.dtype_name(scores)
+            floor = ops.convert_to_tensor(np.array(np.finfo(dtype).min / 2, dtype=dtype))
+            scores = ops.where(visible, scores, floor)
+        weights = ops.softmax(scores, axis=-1)
+        # Rows to zero: padded queries, and queries that see no input (an empty example,
+        # where the floor alone would spread the weight evenly). A (B, m, 1) condition,
+        # not a (B, m, n) one.
+        keep = None if visible is None else ops.any(visible, axis=-1, keepdims=True)
+        if query_mask is not None:
+            q_keep = ops.expand_dims(query_mask, 2)
+            keep = q_keep if keep is None else ops.logical_and(keep, q_keep)
+        if keep is None:
+            return weights
+        return ops.where(keep, weights, ops.zeros((), weights.dtype))
 
     def compute_mask(self, inputs, previous_mask=None):
         # The output has one row per query: its mask is the query mask, which call()

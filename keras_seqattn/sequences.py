@@ -83,13 +83,72 @@ def check_not_distributed_ragged(inputs, query) -> None:
 
 
 def to_padded(x):
-    """Returns `(dense, lengths)`: a ragged tensor padded with zeros, and its row lengths.
-
-    A dense tensor comes back as it is, with `lengths=None`.
+    """Returns `(dense, lengths, index)` for a ragged `x`: its values padded with zeros to
+    (batch, longest, ...), its row lengths, and where each value went in the padded
+    tensor with its first two axes merged (for `to_ragged_like`). A dense tensor comes
+    back as it is, with `None`s.
     """
-    if isinstance(x, tf.RaggedTensor):
-        return x.to_tensor(), x.row_lengths()
-    return x, None
+    if not isinstance(x, tf.RaggedTensor):
+        return x, None, None
+    rows = x.value_rowids()
+    lengths = x.row_lengths()
+    longest = tf.reduce_max(tf.concat([lengths, tf.zeros([1], lengths.dtype)], 0))
+    positions = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(x.row_starts(), rows)
+    index = rows * longest + positions
+    dense = _pad(x.flat_values, x.row_splits, index)
+    dense.set_shape([x.shape[0], None, x.shape[-1]])
+    return dense, lengths, index
+
+
+@tf.custom_gradient
+def _pad(values, row_splits, index):
+    dense = tf.RaggedTensor.from_row_splits(values, row_splits, validate=False).to_tensor()
+
+    def grad(upstream):
+        # The gradient of the real rows only. tf's own gradient of to_tensor() also
+        # gathers every padded row with two boolean masks, to sum them into the default.
+        return _merge_rows(upstream, index), None, None
+
+    return dense, grad
+
+
+@tf.custom_gradient
+def _unpad(dense, row_splits, index):
+    values = _merge_rows(dense, index)
+
+    def grad(upstream):
+        padded = tf.RaggedTensor.from_row_splits(upstream, row_splits, validate=False)
+        return padded.to_tensor(shape=tf.shape(dense)), None, None
+
+    return values, grad
+
+
+def _merge_rows(dense, index):
+    """The rows `index` of `dense` with its first two axes merged: (total, features)."""
+    return tf.gather(tf.reshape(dense, tf.concat([[-1], tf.shape(dense)[2:]], 0)), index)
+
+
+def split_by_size(sizes):
+    """Splits examples in two groups, short and long, to pad each to its own longest.
+
+    `sizes`: (batch,) integer lengths. Returns two int32 vectors of example ids and a
+    boolean scalar, whether splitting is worth it. The split minimises the padded work,
+    (number of examples) * longest**2 summed over the groups; either group may be empty.
+    """
+    order = tf.argsort(sizes, stable=True)
+    ordered = tf.cast(tf.gather(sizes, order), tf.float32)
+    batch = tf.shape(ordered)[0]
+    # Split at k: the first group is order[:k], padded to ordered[k - 1] (0 when empty).
+    longest_first = tf.concat([[0.0], ordered], 0)
+    longest = longest_first[-1]
+    k = tf.cast(tf.range(batch + 1), tf.float32)
+    work = k * longest_first**2 + (tf.cast(batch, tf.float32) - k) * longest**2
+    split = tf.argmin(work, output_type=tf.int32)
+    # Two groups cost two passes of small ops and the gathers between them: worth it only
+    # when they save at least half of the padded work (measured on 2 CPU cores: a batch
+    # of uniform lengths split in two would be slower than one pass).
+    worth_it = work[split] < 0.5 * work[0]
+    return order[:split], order[split:], worth_it
 
 
 def lengths_to_mask(lengths, maxlen):
@@ -97,9 +156,11 @@ def lengths_to_mask(lengths, maxlen):
     return tf.sequence_mask(lengths, maxlen=maxlen)
 
 
-def to_ragged_like(dense, lengths):
-    """Undoes `to_padded` on an output: keeps the first `lengths[b]` rows of example b."""
-    return tf.RaggedTensor.from_tensor(dense, lengths=lengths)
+def to_ragged_like(dense, like, index):
+    """Undoes `to_padded` on an output: the rows of `dense` where `like` has values,
+    as a ragged tensor with `like`'s row partition (nothing to rebuild or validate).
+    """
+    return like.with_flat_values(_unpad(dense, like.row_splits, index))
 
 
 def check_mask(mask, name: str):

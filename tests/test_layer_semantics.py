@@ -273,3 +273,37 @@ def test_gradients_match_finite_differences(scoring):
         expected = numeric(original, with_weight)
         variable.assign(original)
         np.testing.assert_allclose(analytic, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("mask", [None, "causal"])
+def test_skewed_ragged_batch_split_in_groups_equals_padded(mask):
+    # Mostly short examples and one long one: the layer attends the short ones padded to
+    # their own longest, not the batch's (see _attend_in_two_groups). Same numbers, and
+    # the same gradients, as the whole batch padded and masked.
+    rng = np.random.default_rng(11)
+    in_len = [2, 3, 1, 2, 0, 3, 24]
+    q_len = [1, 2, 2, 3, 1, 2, 20]
+    e = rng.normal(size=(len(in_len), 24, 4)).astype("float32")
+    q = rng.normal(size=(len(q_len), 20, 4)).astype("float32")
+    in_mask = np.arange(24)[None, :] < np.array(in_len)[:, None]
+    q_mask = np.arange(20)[None, :] < np.array(q_len)[:, None]
+    re = tf.RaggedTensor.from_tensor(e, lengths=in_len)
+    rq = tf.RaggedTensor.from_tensor(q, lengths=q_len)
+    layer = SequenceAttention("bilinear", mask=mask, score_rescaling="length_sqrt")
+    with tf.GradientTape() as tape:
+        out, w = layer(re, rq, return_attention_scores=True)
+        ragged_loss = tf.reduce_sum(out.flat_values ** 2) + tf.reduce_sum(w.flat_values)
+    ragged_grads = tape.gradient(ragged_loss, layer.trainable_variables)
+    with tf.GradientTape() as tape:
+        dense_out, dense_w = layer(e, q, mask=[in_mask, q_mask], return_attention_scores=True)
+        dense_loss = tf.reduce_sum(dense_out**2) + tf.reduce_sum(dense_w)
+    dense_grads = tape.gradient(dense_loss, layer.trainable_variables)
+    assert out.row_lengths().numpy().tolist() == q_len
+    np.testing.assert_allclose(out.to_tensor(shape=(7, 20, 4)), dense_out, rtol=1e-5, atol=1e-6)
+    assert w.to_tensor().shape == (7, 20, 24)
+    np.testing.assert_allclose(w.to_tensor(shape=(7, 20, 24)), dense_w, atol=1e-6)
+    for got, expected in zip(ragged_grads, dense_grads, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    compiled = tf.function(lambda a, b: layer(a, b))(re, rq)
+    np.testing.assert_allclose(compiled.to_tensor(shape=(7, 20, 4)), dense_out, rtol=1e-5,
+                               atol=1e-6)
