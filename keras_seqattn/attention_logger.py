@@ -1,36 +1,20 @@
 """`AttentionLogger`: logs the attention of fixed probe examples to TensorBoard during `fit`.
 
-How the weights are reached. A layer hands out its attention weights only when it is
-called with `return_attention_scores=True`, and a model built without that flag has no
-tensor holding them: a side `keras.Model(model.inputs, <weights>)` cannot be cut out of
-the graph, and subclassed models have no graph at all. So the logger runs the probe
-through the model itself, in a separate `tf.function` of its own (inference mode), and,
-while that function is being traced, it swaps each attention layer's `call` for a thin
-wrapper that asks the original `call` for the weights, keeps them, and returns exactly
-what the caller asked for. The swap is undone as soon as the trace ends; later logging
-points re-run the traced graph without touching Python again. Consequences:
-
-* the compiled training step is neither changed nor retraced, and the model's outputs
-  are the same (the wrapper returns what the unwrapped layer returns);
-* it works the same for functional, Sequential, subclassed and nested models, because
-  every call of a layer goes through `layer.call`;
-* it cannot reach (and says so with a warning naming the layer): attention computed
-  inside a loop that TensorFlow builds as a graph loop (a layer called from a recurrent
-  cell in `keras.layers.RNN`, or inside `tf.while_loop`/`ops.scan`/`ops.fori_loop`): its
-  weights live in the loop body's graph and there is one matrix per iteration; layers
-  created anew inside `call()` (Keras does not track them, so they cannot be found);
-  and attention written as plain ops (`ops.dot_product_attention`, einsums) rather
-  than as a `SequenceAttention` or `MultiHeadAttention` layer.
+The weights come from a probe pass through the model (`attention_probe.ProbePass`: a
+`tf.function` of its own, in inference mode; the training step is not touched). Per
+logging point the logger writes, in the run `<log_dir>/attention`, the plugin's
+attention summaries, labelled heatmap images and entropy scalars.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
 import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,17 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_seqattn.plotting import attention_png
-from keras_seqattn.sequence_attention import SequenceAttention
+from keras_seqattn.attention_probe import ProbePass, Target, find_attention_layers, kind_of
+from keras_seqattn.heatmap_images import HeatmapImages
 from tb_plugin import summary as attention_summary
-
-try:  # Keras keeps this helper private; it reads the attribute Keras layers set.
-    from keras.src.backend import get_keras_mask
-except ImportError:  # pragma: no cover - other Keras layouts
-
-    def get_keras_mask(x):
-        return getattr(x, "_keras_mask", None)
-
 
 logger = logging.getLogger(__name__)
 
@@ -58,209 +34,6 @@ logger = logging.getLogger(__name__)
 RUN_NAME = "attention"
 
 Labels = Sequence[Sequence[str]] | Callable[[Any], Sequence[str]] | None
-
-
-# --------------------------------------------------------------------------------------
-# Which layers, and how to read their weights and lengths
-# --------------------------------------------------------------------------------------
-
-
-def _masks_length(x, *masks):
-    """Per-example length of sequence `x`: last valid position + 1 (all of it if no mask)."""
-    if isinstance(x, tf.RaggedTensor):
-        return tf.cast(x.row_lengths(), tf.int32)
-    shape = tf.shape(x)
-    combined = None
-    for mask in masks:
-        if mask is None or isinstance(mask, tf.RaggedTensor):
-            continue
-        mask = tf.cast(mask, tf.bool)
-        combined = mask if combined is None else tf.logical_and(combined, mask)
-    if combined is None:
-        return tf.fill(shape[:1], shape[1])
-    positions = tf.range(1, tf.shape(combined)[1] + 1)[tf.newaxis, :]
-    return tf.reduce_max(tf.where(combined, positions, 0), axis=1)
-
-
-def _mask_part(mask, index):
-    """`mask[index]` of a `[inputs_mask, query_mask]` call argument, or None."""
-    if isinstance(mask, (list, tuple)) and len(mask) == 2:
-        return mask[index]
-    return None
-
-
-def _sequence_attention_lengths(args: dict) -> tuple[Any, Any]:
-    mask = args.get("mask")
-    inputs, query = args["inputs"], args["query"]
-    query_len = _masks_length(query, args.get("query_mask"), _mask_part(mask, 1),
-                              get_keras_mask(query))
-    input_len = _masks_length(inputs, args.get("inputs_mask"), _mask_part(mask, 0),
-                              get_keras_mask(inputs))
-    return query_len, input_len
-
-
-def _multi_head_attention_lengths(args: dict) -> tuple[Any, Any]:
-    query, value, key = args["query"], args["value"], args.get("key")
-    # Read before the call: MultiHeadAttention removes the Keras masks from its inputs.
-    query_len = _masks_length(query, args.get("query_mask"), get_keras_mask(query))
-    key_masks = [args.get("value_mask"), get_keras_mask(value)]
-    if key is not None and key is not value:
-        key_masks += [args.get("key_mask"), get_keras_mask(key)]
-    return query_len, _masks_length(value, *key_masks)
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How to read one kind of attention layer."""
-
-    lengths: Callable[[dict], tuple[Any, Any]]  # bound call args -> (query, input) lengths
-    heads: bool  # weights are (batch, heads, m, n) rather than (batch, m, n)
-
-
-_KINDS: dict[type, _Kind] = {
-    SequenceAttention: _Kind(_sequence_attention_lengths, heads=False),
-    keras.layers.MultiHeadAttention: _Kind(_multi_head_attention_lengths, heads=True),
-}
-
-
-def _kind_of(layer) -> _Kind | None:
-    for cls, kind in _KINDS.items():
-        if isinstance(layer, cls):
-            return kind
-    return None
-
-
-def find_attention_layers(model: keras.layers.Layer) -> list[tuple[str, keras.layers.Layer]]:
-    """All attention layers the logger can read in `model`, as (path, layer) pairs.
-
-    The path joins the names of the enclosing layers and models below `model` with "/".
-    Nested models and layers held by subclassed models are searched; an attention
-    layer's own sublayers are not.
-    """
-    found: list[tuple[str, keras.layers.Layer]] = []
-    seen: set[int] = set()
-
-    def walk(layer, prefix: str) -> None:
-        for child in layer._flatten_layers(include_self=False, recursive=False):
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            path = f"{prefix}{child.name}"
-            if _kind_of(child) is not None:
-                found.append((path, child))
-            else:
-                walk(child, path + "/")
-
-    walk(model, "")
-    return found
-
-
-# --------------------------------------------------------------------------------------
-# The probe pass
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Target:
-    """One attention layer being logged."""
-
-    key: str  # tag prefix
-    layer: keras.layers.Layer
-    kind: _Kind
-
-
-@dataclass(frozen=True)
-class _Record:
-    """What the probe pass returns for one call of one layer (Python side)."""
-
-    target: _Target
-    tag: str  # "<layer key>" for its first call in a forward pass, "<key>@k" for call k
-
-
-class _ProbePass:
-    """A `tf.function` running the probe through the model and returning attention weights.
-
-    Built once per model; traced on its first run (with the layers' `call` wrapped while
-    tracing, see the module docstring) and re-run as a graph at every logging point.
-    """
-
-    def __init__(self, model: keras.Model, targets: Sequence[_Target]):
-        self.model = model
-        self.targets = list(targets)
-        self.records: list[_Record] = []
-        self.unreachable: set[str] = set()
-        # A partial rather than the bound method: TensorFlow counts traces per code object,
-        # and one trace by each of several loggers would read as "frequent retracing".
-        self._function = tf.function(functools.partial(self._forward))
-
-    def __call__(self, probe) -> list[dict[str, np.ndarray]]:
-        outputs = self._function(probe)
-        return [{name: t.numpy() for name, t in out.items()} for out in outputs]
-
-    def _forward(self, probe):
-        graph = tf.compat.v1.get_default_graph()
-        captured: list[tuple[_Target, dict]] = []
-        unreachable: set[str] = set()
-        restore = [self._wrap(t, graph, captured, unreachable) for t in self.targets]
-        try:
-            self.model(probe, training=False)
-        finally:
-            for undo in restore:
-                undo()
-        calls: dict[str, int] = {}
-        records, outputs = [], []
-        for target, tensors in captured:
-            if target.key in unreachable:
-                # Also called outside the loop (Keras's RNN runs its cell once before the
-                # loop to learn the output shapes): those weights are not the loop's.
-                continue
-            calls[target.key] = calls.get(target.key, 0) + 1
-            count = calls[target.key]
-            records.append(_Record(target, target.key if count == 1 else f"{target.key}@{count}"))
-            outputs.append(tensors)
-        self.records, self.unreachable = records, unreachable
-        return outputs
-
-    @staticmethod
-    def _wrap(target: _Target, graph, captured: list, unreachable: set) -> Callable[[], None]:
-        layer = target.layer
-        had_own = "call" in layer.__dict__
-        original = layer.call
-        signature = inspect.signature(original)
-
-        def call(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            asked = bool(bound.arguments.get("return_attention_scores", False))
-            if tf.compat.v1.get_default_graph() is not graph:
-                # Inside a graph loop (e.g. an RNN cell): weights of the loop body's graph
-                # cannot be returned from the probe function. Leave the call alone.
-                unreachable.add(target.key)
-                return original(*args, **kwargs)
-            arguments = dict(bound.arguments)
-            query_len, input_len = target.kind.lengths(arguments)
-            bound.arguments["return_attention_scores"] = True
-            result = original(*bound.args, **bound.kwargs)
-            outputs, weights = result[0], result[1]
-            if isinstance(weights, tf.RaggedTensor):
-                weights = weights.to_tensor()
-            captured.append((target, {
-                "weights": tf.cast(weights, tf.float32),
-                "query_len": query_len,
-                "input_len": input_len,
-            }))
-            return result if asked else outputs
-
-        # Set on the instance, bypassing Keras's attribute tracking: Layer.__call__ (via
-        # Operation.__call__) looks `self.call` up at every call.
-        object.__setattr__(layer, "call", call)
-
-        def undo() -> None:
-            if had_own:
-                object.__setattr__(layer, "call", original)
-            else:
-                object.__delattr__(layer, "call")
-
-        return undo
 
 
 # --------------------------------------------------------------------------------------
@@ -501,8 +274,9 @@ class AttentionLogger(keras.callbacks.Callback):
             Per-batch logging makes Keras wait for every batch's results.
         layers: names (or "/"-joined paths inside nested models) of the attention
             layers to log; default: all of them.
-        images: also write the heatmaps as image summaries (about 0.1-0.3 s of
-            matplotlib per heatmap).
+        images: also write the heatmaps as image summaries, the same figure as
+            `plotting.attention_png` (drawn by matplotlib on a worker thread while
+            training goes on).
         scalars: also write the mean entropy and mean largest weight per layer.
 
     Raises:
@@ -554,7 +328,10 @@ class AttentionLogger(keras.callbacks.Callback):
         self.query_labels = _resolve_labels(query_labels, self.probe, self.num_examples,
                                             "query_labels")
         self._writer = None
-        self._pass: _ProbePass | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._images_job: Future | None = None
+        self._heatmaps = HeatmapImages()  # used by the worker thread only
+        self._pass: ProbePass | None = None
         self._pass_model = None
         self._last_step: int | None = None
         self._last_batch_step = 0
@@ -576,7 +353,7 @@ class AttentionLogger(keras.callbacks.Callback):
         strategy = getattr(self.model, "distribute_strategy", None) or tf.distribute.get_strategy()
         self._chief = _is_chief(strategy)
         if self._pass is None or self._pass_model is not self.model:
-            self._pass = _ProbePass(self.model, self._targets())
+            self._pass = ProbePass(self.model, self._targets())
             self._pass_model = self.model
             self._first_run = True
         self._last_batch_step = self._global_step()
@@ -597,8 +374,14 @@ class AttentionLogger(keras.callbacks.Callback):
         self._last_batch_step = step
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
+        try:
+            self._wait_for_images()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None
+            if self._writer is not None:
+                self._writer.flush()
 
     # -- the work -------------------------------------------------------------------------
 
@@ -610,13 +393,13 @@ class AttentionLogger(keras.callbacks.Callback):
         value = getattr(iterations, "value", iterations)  # a Keras variable's TF value
         return int(value.numpy()) if hasattr(value, "numpy") else int(value)
 
-    def _targets(self) -> list[_Target]:
+    def _targets(self) -> list[Target]:
         found = find_attention_layers(self.model)
         names = [layer.name for _, layer in found]
         targets = []
         for path, layer in found:
             key = layer.name if names.count(layer.name) == 1 else path
-            targets.append(_Target(key, layer, _kind_of(layer)))
+            targets.append(Target(key, layer, kind_of(layer)))
         if not targets:
             raise ValueError(
                 f"AttentionLogger: model {self.model.name!r} has no attention layer to log: "
@@ -753,13 +536,44 @@ class AttentionLogger(keras.callbacks.Callback):
                     tf.summary.scalar(f"{tag}/mean_max_weight", largest, step=step,
                                       description="mean largest weight of the probe's "
                                       "attention rows")
-            if self.images:
-                for matrix in matrices:
-                    png = attention_png(matrix.weights, matrix.input_labels,
-                                        matrix.query_labels, title=f"{matrix.tag}  step {step}")
-                    image = tf.io.decode_png(png, channels=3)
-                    tf.summary.image(f"{matrix.tag}/heatmap", image[tf.newaxis], step=step,
-                                     description=matrix.description)
+        if self.images:
+            # The heatmaps (about 0.1-0.3 s of matplotlib each) are drawn on a worker
+            # thread while training goes on; at most one logging point is in flight.
+            self._wait_for_images()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    1, thread_name_prefix="AttentionLogger", initializer=_yield_the_cpu)
+            self._images_job = self._executor.submit(self._write_images, matrices, step)
+
+    def _write_images(self, matrices: Sequence[_Matrix], step: int) -> None:
+        # The default summary writer is per thread: this one needs its own.
+        with self._writer.as_default(), tf.summary.record_if(True):
+            for matrix in matrices:
+                png = self._heatmaps.png(matrix.tag, matrix.weights, matrix.input_labels,
+                                         matrix.query_labels, title=f"{matrix.tag}  step {step}")
+                image = tf.io.decode_png(png, channels=3)
+                tf.summary.image(f"{matrix.tag}/heatmap", image[tf.newaxis], step=step,
+                                 description=matrix.description)
+
+    def _wait_for_images(self) -> None:
+        job, self._images_job = self._images_job, None
+        if job is not None:
+            job.result()  # a drawing error surfaces here, in the training thread
+
+
+def _yield_the_cpu() -> None:
+    """Lowers the priority of the calling thread (the image worker), on Linux.
+
+    Training rarely keeps every core busy (the date example: about 1.4 of 2), so the
+    heatmaps can be drawn in the idle time instead of taking CPU from training. On Linux a
+    thread is a task of its own and `setpriority` on its id concerns it alone; elsewhere
+    the id would not name the thread, so nothing is changed.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # not permitted (some containers): draw at normal priority
+            pass
 
 
 def _positive_int(value, name: str) -> int:
