@@ -176,6 +176,9 @@ class ProbePass:
         self.unreachable: set[str] = set()
         # A partial rather than the bound method: TensorFlow counts traces per code object,
         # and one trace by each of several loggers would read as "frequent retracing".
+        # No autograph: Keras's own train step does not convert the model either
+        # (`do_not_convert`), so any model that trains traces here; and converting it
+        # made the first probe pass of the date example 5x slower (1.7 s instead of 0.35 s).
         self._function = tf.function(functools.partial(self._forward), autograph=False)
 
     def __call__(self, probe) -> list[dict[str, np.ndarray]]:
