@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -537,43 +535,27 @@ class AttentionLogger(keras.callbacks.Callback):
                                       description="mean largest weight of the probe's "
                                       "attention rows")
         if self.images:
-            # The heatmaps (about 0.1-0.3 s of matplotlib each) are drawn on a worker
-            # thread while training goes on; at most one logging point is in flight.
+            # The heatmaps (about 0.05 s of matplotlib each, see heatmap_images) are drawn
+            # on a worker thread while training goes on; one logging point at a time.
             self._wait_for_images()
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    1, thread_name_prefix="AttentionLogger", initializer=_yield_the_cpu)
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="AttentionLogger")
             self._images_job = self._executor.submit(self._write_images, matrices, step)
 
     def _write_images(self, matrices: Sequence[_Matrix], step: int) -> None:
         # The default summary writer is per thread: this one needs its own.
         with self._writer.as_default(), tf.summary.record_if(True):
             for matrix in matrices:
-                png = self._heatmaps.png(matrix.tag, matrix.weights, matrix.input_labels,
-                                         matrix.query_labels, title=f"{matrix.tag}  step {step}")
-                image = tf.io.decode_png(png, channels=3)
-                tf.summary.image(f"{matrix.tag}/heatmap", image[tf.newaxis], step=step,
+                pixels = self._heatmaps.rgb(matrix.tag, matrix.weights, matrix.input_labels,
+                                            matrix.query_labels,
+                                            title=f"{matrix.tag}  step {step}")
+                tf.summary.image(f"{matrix.tag}/heatmap", pixels[np.newaxis], step=step,
                                  description=matrix.description)
 
     def _wait_for_images(self) -> None:
         job, self._images_job = self._images_job, None
         if job is not None:
             job.result()  # a drawing error surfaces here, in the training thread
-
-
-def _yield_the_cpu() -> None:
-    """Lowers the priority of the calling thread (the image worker), on Linux.
-
-    Training rarely keeps every core busy (the date example: about 1.4 of 2), so the
-    heatmaps can be drawn in the idle time instead of taking CPU from training. On Linux a
-    thread is a task of its own and `setpriority` on its id concerns it alone; elsewhere
-    the id would not name the thread, so nothing is changed.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:  # not permitted (some containers): draw at normal priority
-            pass
 
 
 def _positive_int(value, name: str) -> int:

@@ -1,4 +1,4 @@
-"""PNG heatmaps of one probe example's attention, re-drawn at every logging point.
+"""Heatmap images of one probe example's attention, re-drawn at every logging point.
 
 `plotting.attention_png` builds a new figure each time: axes, tick labels, colour bar,
 and a constrained layout that costs a second draw. A probe example keeps its tokens
@@ -6,14 +6,14 @@ from step to step, so `HeatmapImages` keeps one figure per tag, built and laid o
 exactly as `attention_png` does, and at later steps only swaps the image data, its
 colour range and the title, and draws it once more with the layout it has. The layout
 is solved again only when the colour bar's tick labels get longer than those it was
-solved for (say "0.005" after "0.2"), so that nothing is ever clipped. Measured here:
-about half of a fresh figure's matplotlib time (0.09 s instead of 0.19 s for a 10 x 28
-heatmap).
+solved for (say "0.005" after "0.2"), so that nothing is ever clipped. The pixels are
+handed over as an array (the summary writer encodes the PNG, outside Python's lock).
+Measured here for a 10 x 28 heatmap: 0.05 s of matplotlib instead of 0.19 s for
+`attention_png`.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,7 +46,7 @@ def _colorbar_tick_width(drawn: _Drawn) -> int:
 
 
 class HeatmapImages:
-    """Renders (m, n) or (heads, m, n) matrices to PNG, one reusable figure per tag.
+    """Draws (m, n) or (heads, m, n) matrices as `attention_png` does, one figure per tag.
 
     Not thread-safe: use one instance from one thread.
     """
@@ -55,9 +55,12 @@ class HeatmapImages:
         self.dpi = dpi
         self._figures: dict[str, _Drawn] = {}
 
-    def png(self, tag: str, weights: np.ndarray, input_labels: Sequence[str],
-            query_labels: Sequence[str], title: str) -> bytes:
-        """The PNG of `attention_png(weights, input_labels, query_labels, title=title)`."""
+    def rgb(self, tag: str, weights: np.ndarray, input_labels: Sequence[str],
+            query_labels: Sequence[str], title: str) -> np.ndarray:
+        """The pixels of `attention_png(weights, input_labels, query_labels, title=title)`.
+
+        Returns a (height, width, 3) uint8 array.
+        """
         matrix = np.asarray(weights, dtype=np.float32)
         labels = (tuple(input_labels), tuple(query_labels))
         drawn = self._figures.get(tag)
@@ -75,11 +78,10 @@ class HeatmapImages:
         if widest > drawn.widest_tick:
             drawn.figure.set_layout_engine("constrained")  # solve the layout again
             drawn.widest_tick = widest
-        buffer = io.BytesIO()
-        drawn.figure.savefig(buffer, format="png")
+        drawn.figure.canvas.draw()
         # Keep the positions just computed: later draws skip the layout pass.
         drawn.figure.set_layout_engine("none")
-        return buffer.getvalue()
+        return np.array(drawn.figure.canvas.buffer_rgba())[..., :3]
 
     def _new(self, matrix: np.ndarray, labels, title: str) -> _Drawn:
         # As attention_png: a bare Figure (no pyplot), constrained layout, one Axes per head.

@@ -327,8 +327,8 @@ def test_reused_heatmap_figures_draw_what_attention_png_draws():
         flatter = 1 / 6 + (weights - 1 / 6) / 1000
         for step, matrix in enumerate((weights, weights[..., ::-1], flatter)):
             title = f"layer/0  step {step}"
-            reused = pixels(images.png("layer/0", matrix, inputs, queries, title=title))
-            fresh = pixels(attention_png(matrix, inputs, queries, title=title))
+            reused = images.rgb("layer/0", matrix, inputs, queries, title=title)
+            fresh = pixels(attention_png(matrix, inputs, queries, title=title))[..., :3]
             assert reused.shape == fresh.shape
             # Equal but for anti-aliasing at sub-pixel offsets of the layout solver.
             differs = np.abs(reused.astype(int) - fresh.astype(int)).max(axis=-1)
