@@ -46,7 +46,7 @@ from keras_seqattn.plotting import attention_png  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "output", "date_translation.keras")
-DEFAULT_LOGDIR = os.path.join("runs", "date_translation")
+DEFAULT_LOGDIR = "runs"  # TensorBoard's root; each training run gets a folder of its own
 # The default run: >= 95% exact match on held-out dates in a few minutes on 2 cores.
 DEFAULT_EPOCHS = 2
 DEFAULT_SAMPLES = 40_000
@@ -354,6 +354,11 @@ def probe_dates() -> list[DateText]:
     return [render(date, template, case) for date, template, case in PROBES]
 
 
+def run_name() -> str:
+    """A new run folder name per training, so that runs never mix their steps."""
+    return f"date_translation-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
 def attention_logger(log_dir: str, every_n_steps: int | None = None) -> AttentionLogger:
     """An `AttentionLogger` for the probe dates, labelled with their characters."""
     probes = probe_dates()
@@ -384,13 +389,17 @@ def train(
     batch_size: int = DEFAULT_BATCH_SIZE,
     units: int = 64,
     seed: int = 0,
-    log_dir: str | None = DEFAULT_LOGDIR,
+    log_dir: str | None = None,
     log_every_steps: int | None = None,
     model_path: str | None = DEFAULT_MODEL,
     verbose: int | str = "auto",
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Result:
-    """Trains, evaluates on held-out dates, saves; prints the figures."""
+    """Trains, evaluates on held-out dates, saves; prints the figures.
+
+    `log_dir`: the run folder for TensorBoard (the logger writes `<log_dir>/attention`);
+    None logs nothing.
+    """
     keras.utils.set_random_seed(seed)
     train_dates, test_dates = split_dates(samples, test_samples, seed)
     model = build_model(units=units)
@@ -451,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--units", type=int, default=64, help="encoder GRU units per direction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logdir", default=DEFAULT_LOGDIR,
-                        help="TensorBoard log directory ('' to log nothing)")
+                        help="TensorBoard log directory: the run goes to a new "
+                             "date_translation-<date>-<time> folder in it ('' to log nothing)")
     parser.add_argument("--log-every-steps", type=int, default=None,
                         help="log the probes every N steps (default: every epoch)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="where to save / load the model")
@@ -474,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     train(epochs=args.epochs, samples=args.samples, test_samples=args.test_samples,
           batch_size=args.batch_size, units=args.units, seed=args.seed,
-          log_dir=args.logdir or None, log_every_steps=args.log_every_steps,
+          log_dir=os.path.join(args.logdir, run_name()) if args.logdir else None,
+          log_every_steps=args.log_every_steps,
           model_path=args.model or None,
           verbose="auto" if args.verbose is None else args.verbose)
     return 0

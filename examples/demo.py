@@ -11,7 +11,6 @@ steps, then keeps TensorBoard serving until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
 import signal
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
     try:
         import date_translation as example  # TensorFlow loads here, after TensorBoard
 
-        run = f"date_translation-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        run = example.run_name()
         options = {}
         if args.epochs is not None:
             options["epochs"] = args.epochs

@@ -138,20 +138,21 @@ def test_short_run_logs_the_probe_dates_with_their_characters(short_run):
 
     probes = example.probe_dates()
     tags = get("tags")
-    assert set(tags) == {"attention"}
-    assert set(tags["attention"]) == {f"attention/{b}" for b in range(len(probes))}
+    (run,) = tags  # date_translation-<date>-<time>/attention
+    assert re.fullmatch(r"date_translation-\d{8}-\d{6}/attention", run), run
+    assert set(tags[run]) == {f"attention/{b}" for b in range(len(probes))}
     for b, probe in enumerate(probes):
-        steps = [s["step"] for s in get("steps", run="attention", tag=f"attention/{b}")]
+        steps = [s["step"] for s in get("steps", run=run, tag=f"attention/{b}")]
         assert steps == [0, math.ceil(SAMPLES / BATCH)]
-        matrix = get("matrix", run="attention", tag=f"attention/{b}")
+        matrix = get("matrix", run=run, tag=f"attention/{b}")
         assert matrix["shape"] == [10, len(probe.text)]
         assert matrix["input_labels"] == example.source_labels(probe.text)
         assert matrix["query_labels"] == list(probe.iso)
     ctx = tb_context.RequestContext()
     images = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="images")
-    assert set(images["attention"]) == {f"attention/{b}/heatmap" for b in range(len(probes))}
+    assert set(images[run]) == {f"attention/{b}/heatmap" for b in range(len(probes))}
     scalars = provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
-    assert set(scalars["attention"]) == {"attention/mean_entropy", "attention/mean_max_weight"}
+    assert set(scalars[run]) == {"attention/mean_entropy", "attention/mean_max_weight"}
 
 
 def test_translate_loads_the_saved_model_and_draws_the_heatmap(short_run):
