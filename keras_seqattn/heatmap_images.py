@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from keras_seqattn.plotting import _figsize, plot_attention
 
 
 @dataclass
 class _Drawn:
-    figure: Figure
+    figure: Any  # matplotlib.figure.Figure (matplotlib is imported when first needed)
     axes: list  # the heatmaps' Axes, one per head
     shape: tuple[int, ...]
     labels: tuple[tuple[str, ...], tuple[str, ...]]
@@ -85,6 +84,9 @@ class HeatmapImages:
 
     def _new(self, matrix: np.ndarray, labels, title: str) -> _Drawn:
         # As attention_png: a bare Figure (no pyplot), constrained layout, one Axes per head.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
         heads = matrix.shape[0] if matrix.ndim == 3 else 1
         width, height = _figsize(*matrix.shape[-2:])
         figure = Figure(figsize=(width * heads, height), dpi=self.dpi, layout="constrained")
