@@ -52,7 +52,8 @@ class TensorBoardProcess:
             sys.executable, "-m", "tensorboard.main",
             "--logdir", logdir, "--host", host, "--port", str(port),
             # Every logged step stays browsable (TensorBoard keeps 10 per tag by default).
-            "--samples_per_plugin", "attention=0,images=0",
+            # images=0 would make the Images tab show none: it reads 0 as "no images".
+            "--samples_per_plugin", "attention=0,images=100000",
             "--reload_interval", "5",
         ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
