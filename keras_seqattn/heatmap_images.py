@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_seqattn.plotting import _figsize, plot_attention
+from keras_seqattn.plotting import color_max, heatmap_figure
 
 
 @dataclass
@@ -66,7 +66,7 @@ class HeatmapImages:
         if drawn is None or drawn.shape != matrix.shape or drawn.labels != labels:
             drawn = self._figures[tag] = self._new(matrix, labels, title)
         else:
-            vmax = max(float(np.nanmax(matrix)) if matrix.size else 1.0, 1e-9)
+            vmax = color_max(matrix)
             heads = matrix if matrix.ndim == 3 else matrix[np.newaxis]
             for k, ax in enumerate(drawn.axes):
                 image = ax.images[0]
@@ -83,15 +83,5 @@ class HeatmapImages:
         return np.array(drawn.figure.canvas.buffer_rgba())[..., :3]
 
     def _new(self, matrix: np.ndarray, labels, title: str) -> _Drawn:
-        # As attention_png: a bare Figure (no pyplot), constrained layout, one Axes per head.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        heads = matrix.shape[0] if matrix.ndim == 3 else 1
-        width, height = _figsize(*matrix.shape[-2:])
-        figure = Figure(figsize=(width * heads, height), dpi=self.dpi, layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = list(figure.subplots(1, heads, squeeze=False)[0])
-        plot_attention(matrix, labels[0], labels[1], ax=axes if heads > 1 else axes[0],
-                       title=title)
+        figure, axes = heatmap_figure(matrix, labels[0], labels[1], title=title, dpi=self.dpi)
         return _Drawn(figure, axes, matrix.shape, labels)

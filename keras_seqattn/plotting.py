@@ -108,7 +108,7 @@ def plot_attention(
     m, n = matrix.shape[-2:]
     input_labels = _labels(input_labels, n, "input_labels")
     query_labels = _labels(query_labels, m, "query_labels")
-    vmax = vmax if vmax is not None else max(float(np.nanmax(matrix)) if matrix.size else 1.0, 1e-9)
+    vmax = vmax if vmax is not None else color_max(matrix)
 
     if matrix.ndim == 2:
         if ax is None:
@@ -135,6 +135,11 @@ def plot_attention(
     return axes
 
 
+def color_max(matrix: np.ndarray) -> float:
+    """The top of the default colour range: the largest weight (never 0, so never empty)."""
+    return max(float(np.nanmax(matrix)) if matrix.size else 1.0, 1e-9)
+
+
 def _figsize(m: int, n: int) -> tuple[float, float]:
     # About a quarter inch per labelled cell, within sensible page limits.
     width = min(max(3.0 + 0.25 * min(n, _MAX_TICKS), 4.0), 16.0)
@@ -155,17 +160,28 @@ def attention_png(
     Uses a bare `matplotlib.figure.Figure` (no pyplot), so it is safe off the main
     thread and leaves the user's open figures alone.
     """
+    figure, _ = heatmap_figure(_as_matrix(weights), input_labels, query_labels, title=title,
+                               dpi=dpi)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def heatmap_figure(matrix: np.ndarray, input_labels, query_labels, *, title: str | None,
+                   dpi: int):
+    """A bare `Figure` (no pyplot) with `plot_attention`'s heatmap, one Axes per head.
+
+    Returns `(figure, axes)`. A bare figure is safe off the main thread and leaves the
+    user's pyplot figures alone; shared by `attention_png` and the logger's images.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    matrix = _as_matrix(weights)
     heads = matrix.shape[0] if matrix.ndim == 3 else 1
     width, height = _figsize(*matrix.shape[-2:])
     figure = Figure(figsize=(width * heads, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, heads, squeeze=False)[0]
-    plot_attention(matrix, input_labels, query_labels, ax=list(axes) if heads > 1 else axes[0],
+    axes = list(figure.subplots(1, heads, squeeze=False)[0])
+    plot_attention(matrix, input_labels, query_labels, ax=axes if heads > 1 else axes[0],
                    title=title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure, axes

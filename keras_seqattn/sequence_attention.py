@@ -274,8 +274,7 @@ class SequenceAttention(layers.Layer):
         return_attention_scores=False,
         training=None,
     ):
-        sequences.check_sequence(inputs, "inputs")
-        sequences.check_sequence(query, "query")
+        # `inputs` and `query` were checked by __call__, before Keras built the layer.
         inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
         if (
             isinstance(inputs, tf.RaggedTensor)
@@ -422,8 +421,6 @@ class SequenceAttention(layers.Layer):
         return_attention_scores=False,
         training=None,
     ):
-        sequences.check_sequence(inputs, "inputs")
-        sequences.check_sequence(query, "query")
         sequences.check_not_distributed_ragged(inputs, query)
         ragged = sequences.is_ragged(query)
         batch, m = query.shape[0], query.shape[1]
