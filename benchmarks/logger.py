@@ -87,23 +87,26 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=example.DEFAULT_EPOCHS)
     parser.add_argument("--samples", type=int, default=example.DEFAULT_SAMPLES)
     parser.add_argument("--batch-size", type=int, default=example.DEFAULT_BATCH_SIZE)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs of each variant (alternating)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each variant (alternating)")
     args = parser.parse_args(argv)
 
     train_dates, _ = example.split_dates(args.samples, 1000, seed=0)
     times: dict[str, list[float]] = {"without": [], "with": []}
     cpu: dict[str, list[float]] = {"without": [], "with": []}
     hook_seconds, points, worker_cpu = [], [], []
-    print(f"date example: {args.samples} dates, {args.epochs} epoch(s), batch "
-          f"{args.batch_size}; {os.cpu_count()} CPU(s); {args.rounds} round(s)", flush=True)
+    print(
+        f"date example: {args.samples} dates, {args.epochs} epoch(s), batch "
+        f"{args.batch_size}; {os.cpu_count()} CPU(s); {args.rounds} round(s)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             order = ("without", "with") if r % 2 == 0 else ("with", "without")
             for variant in order:
                 log_dir = os.path.join(tmp, f"run{r}") if variant == "with" else None
                 seconds, cpu_seconds, timer = train_once(
-                    train_dates, args.epochs, args.batch_size, seed=0, log_dir=log_dir)
+                    train_dates, args.epochs, args.batch_size, seed=0, log_dir=log_dir
+                )
                 times[variant].append(seconds)
                 cpu[variant].append(cpu_seconds)
                 extra = ""
@@ -111,10 +114,15 @@ def main(argv=None) -> int:
                     hook_seconds.append(timer.seconds)
                     points.append(timer.points)
                     worker_cpu.append(timer.worker_cpu)
-                    extra = (f"  (logger: {timer.points} logging points, {timer.seconds:.2f} s "
-                             f"in its hooks, {timer.worker_cpu:.2f} s CPU drawing images)")
-                print(f"round {r + 1} {variant:>7} logger: {seconds:7.2f} s wall, "
-                      f"{cpu_seconds:7.2f} s CPU{extra}", flush=True)
+                    extra = (
+                        f"  (logger: {timer.points} logging points, {timer.seconds:.2f} s "
+                        f"in its hooks, {timer.worker_cpu:.2f} s CPU drawing images)"
+                    )
+                print(
+                    f"round {r + 1} {variant:>7} logger: {seconds:7.2f} s wall, "
+                    f"{cpu_seconds:7.2f} s CPU{extra}",
+                    flush=True,
+                )
 
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
     overhead = with_ / without - 1
@@ -123,18 +131,28 @@ def main(argv=None) -> int:
     print()
     print(f"median training time without the logger: {without:.2f} s")
     print(f"median training time with the logger:    {with_:.2f} s")
-    print(f"ratio with/without: {with_ / without:.3f}  (overhead {overhead:+.1%}; "
-          f"target <= {TARGET:.0%})")
-    print(f"CPU time (all threads of the process): {cpu_without:.2f} s without, "
-          f"{cpu_with:.2f} s with: ratio {cpu_with / cpu_without:.3f} "
-          f"(overhead {cpu_with / cpu_without - 1:+.1%})")
-    print(f"time in the logger's hooks: median {hooks:.2f} s = {hooks / without:.1%} of "
-          f"training, {hooks / max(statistics.median(points), 1):.3f} s per logging point")
+    print(
+        f"ratio with/without: {with_ / without:.3f}  (overhead {overhead:+.1%}; "
+        f"target <= {TARGET:.0%})"
+    )
+    print(
+        f"CPU time (all threads of the process): {cpu_without:.2f} s without, "
+        f"{cpu_with:.2f} s with: ratio {cpu_with / cpu_without:.3f} "
+        f"(overhead {cpu_with / cpu_without - 1:+.1%})"
+    )
+    print(
+        f"time in the logger's hooks: median {hooks:.2f} s = {hooks / without:.1%} of "
+        f"training, {hooks / max(statistics.median(points), 1):.3f} s per logging point"
+    )
     drawing = statistics.median(worker_cpu)
-    print(f"CPU time drawing images on the worker thread: median {drawing:.2f} s "
-          f"= {drawing / without:.1%} of the training time")
-    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          "(other work on the machine skews wall times; compare the CPU figures too)")
+    print(
+        f"CPU time drawing images on the worker thread: median {drawing:.2f} s "
+        f"= {drawing / without:.1%} of the training time"
+    )
+    print(
+        f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(other work on the machine skews wall times; compare the CPU figures too)"
+    )
     return 0
 
 

@@ -84,8 +84,13 @@ def tokens(n: int, prefix: str) -> list[str]:
 
 
 def log_attention(n: int, weights: np.ndarray, step: int) -> None:
-    attention(f"attention/{n}", weights, step=step,
-              input_labels=tokens(n, "in"), query_labels=tokens(n, "out"))
+    attention(
+        f"attention/{n}",
+        weights,
+        step=step,
+        input_labels=tokens(n, "in"),
+        query_labels=tokens(n, "out"),
+    )
 
 
 def log_image(n: int, weights: np.ndarray, step: int) -> None:
@@ -128,7 +133,8 @@ def wsgi_client(logdir: str) -> werkzeug_test.Client:
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
     context = base_plugin.TBContext(
-        logdir=logdir, data_provider=provider,
+        logdir=logdir,
+        data_provider=provider,
         # The Images plugin reads `images=0` as "no images", so give it a count.
         sampling_hints={"attention": 0, "images": 1000},
     )
@@ -167,8 +173,9 @@ def _decoded(wire: bytes, encoding: str | None) -> tuple[bytes, int]:
 
 def ours_step(fetch, n: int, fmt: str, step: int) -> int:
     """Our frontend moving to another listed step: one `matrix` request."""
-    query = urllib.parse.urlencode({"run": RUN, "tag": f"attention/{n}", "step": step,
-                                    "format": fmt})
+    query = urllib.parse.urlencode(
+        {"run": RUN, "tag": f"attention/{n}", "step": step, "format": fmt}
+    )
     return fetch("/data/plugin/attention/matrix?" + query)[1]
 
 
@@ -210,15 +217,14 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
         listing, _ = image_listing(fetch, n)
         # name: (request, peer's name)
         cases = {
-            "ours binary, open": (lambda s, n=n: ours_first(fetch, n, "binary"),
-                                  "Images, open"),
+            "ours binary, open": (lambda s, n=n: ours_first(fetch, n, "binary"), "Images, open"),
             "Images, open": (lambda s, n=n: images_first(fetch, n), "Images, open"),
-            "ours binary, step": (lambda s, n=n: ours_step(fetch, n, "binary", s),
-                                  "Images, step"),
-            "ours json, step": (lambda s, n=n: ours_step(fetch, n, "json", s),
-                                "Images, step"),
-            "Images, step": (lambda s, n=n, seen=listing: images_step(fetch, n, s, seen),
-                             "Images, step"),
+            "ours binary, step": (lambda s, n=n: ours_step(fetch, n, "binary", s), "Images, step"),
+            "ours json, step": (lambda s, n=n: ours_step(fetch, n, "json", s), "Images, step"),
+            "Images, step": (
+                lambda s, n=n, seen=listing: images_step(fetch, n, s, seen),
+                "Images, step",
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         sizes: dict[str, int] = {}
@@ -239,8 +245,7 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
 
 def print_latency(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
-    print(f"{'matrix':>10} {'case':<18} {'median ms':>10} {'bytes':>11} "
-          f"{'ratio':>7} {'runs':>5}")
+    print(f"{'matrix':>10} {'case':<18} {'median ms':>10} {'bytes':>11} {'ratio':>7} {'runs':>5}")
     for size, name, ms, nbytes, ratio, count in rows:
         print(f"{size:>10} {name:<18} {ms:>10.2f} {nbytes:>11,} {ratio:>7.2f} {count:>5}")
 
@@ -257,8 +262,7 @@ def real_server(logdir: str):
         return all(
             tags.get(f"attention/{n}", {}).get("num_steps") == STEPS
             and images.get(f"image/{n}", {}).get("samples") == 1
-            and len(server.get_json(f"data/plugin/images/images?run={RUN}&tag=image/{n}"))
-            == STEPS
+            and len(server.get_json(f"data/plugin/images/images?run={RUN}&tag=image/{n}")) == STEPS
             for n in SIZES
         )
 
@@ -271,14 +275,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--keep", help="write the logdir here and keep it")
-    parser.add_argument("--no-server", action="store_true",
-                        help="skip the measurement through a real TensorBoard server")
-    parser.add_argument("--no-browser", action="store_true",
-                        help="skip benchmarks/plugin_browser.py even if present")
+    parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="skip the measurement through a real TensorBoard server",
+    )
+    parser.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="skip benchmarks/plugin_browser.py even if present",
+    )
     args = parser.parse_args(argv)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, TensorFlow {tf.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, TensorFlow {tf.__version__}"
+    )
     scratch = tempfile.mkdtemp(prefix="attention-bench-")
     logdir = args.keep or os.path.join(scratch, "logdir")
     try:
@@ -292,17 +304,23 @@ def main(argv: list[str] | None = None) -> None:
         print("   (ours keeps float16 values and token labels; the image keeps 8-bit colour)")
 
         write_logdir(logdir)
-        print("\n2. Backend latency per matrix, median. 'open': a tag's first view (ours: "
-              "matrix of the latest step;\n   Images: image listing + PNG). 'step': moving to "
-              "another listed step (ours: matrix?step=S;\n   Images: the PNG). ratio = ours / "
-              "the Images case. Bytes as sent with gzip accepted\n   (JSON is gzipped, binary "
-              "and PNG are not).")
-        print_latency("2a. TensorBoardWSGI + Python loader, in process",
-                      latency_table(wsgi_fetch(wsgi_client(logdir)), args.repeats))
+        print(
+            "\n2. Backend latency per matrix, median. 'open': a tag's first view (ours: "
+            "matrix of the latest step;\n   Images: image listing + PNG). 'step': moving to "
+            "another listed step (ours: matrix?step=S;\n   Images: the PNG). ratio = ours / "
+            "the Images case. Bytes as sent with gzip accepted\n   (JSON is gzipped, binary "
+            "and PNG are not)."
+        )
+        print_latency(
+            "2a. TensorBoardWSGI + Python loader, in process",
+            latency_table(wsgi_fetch(wsgi_client(logdir)), args.repeats),
+        )
         if not args.no_server:
             with real_server(logdir) as server:
-                print_latency("2b. real TensorBoard server, Rust data server (--load_fast=true), "
-                              "over HTTP", latency_table(http_fetch(server.url), args.repeats))
+                print_latency(
+                    "2b. real TensorBoard server, Rust data server (--load_fast=true), over HTTP",
+                    latency_table(http_fetch(server.url), args.repeats),
+                )
 
         if not args.no_browser:
             try:

@@ -97,13 +97,18 @@ def write_logdir(logdir: str) -> None:
                 inputs = list(rng.choice(WORDS, INPUTS))
                 queries = list(rng.choice(WORDS, QUERIES))
                 weights = attention_matrix(rng, QUERIES, INPUTS)
-                attention(f"attention/{k}", weights, step=step, input_labels=inputs,
-                          query_labels=queries)
+                attention(
+                    f"attention/{k}", weights, step=step, input_labels=inputs, query_labels=queries
+                )
                 png = heatmap_png(weights, inputs, queries)
                 tf.summary.image(f"heatmap/{k}", tf.io.decode_png(png)[None], step=step)
-        attention(BIG_TAG, attention_matrix(rng, BIG, BIG), step=0,
-                  input_labels=[f"in{i}" for i in range(BIG)],
-                  query_labels=[f"out{i}" for i in range(BIG)])
+        attention(
+            BIG_TAG,
+            attention_matrix(rng, BIG, BIG),
+            step=0,
+            input_labels=[f"in{i}" for i in range(BIG)],
+            query_labels=[f"out{i}" for i in range(BIG)],
+        )
     writer.close()
 
 
@@ -219,11 +224,15 @@ def measure_first_paint(browser, url: str, repeats: int) -> dict[str, list[float
 
 def print_first_paint(times: dict[str, list[float]]) -> None:
     for tab, label in (("attention", "attention tab"), ("images", "Images tab")):
-        print(f"  {label:<14} {statistics.median(times[tab]):7.0f} ms   "
-              f"(runs: {', '.join(f'{t:.0f}' for t in times[tab])})")
+        print(
+            f"  {label:<14} {statistics.median(times[tab]):7.0f} ms   "
+            f"(runs: {', '.join(f'{t:.0f}' for t in times[tab])})"
+        )
     ratio = statistics.median(times["attention"]) / statistics.median(times["images"])
-    print(f"  ratio attention / images: {ratio:.2f} "
-          f"({'not slower' if ratio <= 1 else 'SLOWER than the Images tab'})")
+    print(
+        f"  ratio attention / images: {ratio:.2f} "
+        f"({'not slower' if ratio <= 1 else 'SLOWER than the Images tab'})"
+    )
 
 
 def other_logdir(browser, logdir: str, repeats: int) -> None:
@@ -231,8 +240,13 @@ def other_logdir(browser, logdir: str, repeats: int) -> None:
     from tb_server import TensorBoardServer
 
     with TensorBoardServer(logdir, load_fast=True) as server:
-        server.wait_until(lambda: bool(server.get_json("data/plugin/attention/tags"))
-                          and bool(server.get_json("data/plugin/images/tags")), timeout=180)
+        server.wait_until(
+            lambda: (
+                bool(server.get_json("data/plugin/attention/tags"))
+                and bool(server.get_json("data/plugin/images/tags"))
+            ),
+            timeout=180,
+        )
         times = measure_first_paint(browser, server.url, repeats)
     print(f"\nThe same comparison on the given logdir {logdir} (median of {repeats}):")
     print_first_paint(times)
@@ -248,30 +262,46 @@ def main(logdir: str | None = None, repeats: int = 5) -> None:
     try:
         started = time.perf_counter()
         write_logdir(scratch)
-        print(f"logdir: run {RUN!r}, {TAGS} tags x {STEPS} steps of {QUERIES} x {INPUTS} "
-              f"matrices, as attention summaries and as matplotlib heatmap images "
-              f"(written in {time.perf_counter() - started:.0f} s), plus one {BIG} x {BIG}")
+        print(
+            f"logdir: run {RUN!r}, {TAGS} tags x {STEPS} steps of {QUERIES} x {INPUTS} "
+            f"matrices, as attention summaries and as matplotlib heatmap images "
+            f"(written in {time.perf_counter() - started:.0f} s), plus one {BIG} x {BIG}"
+        )
         with launch_chromium() as browser:
             with TensorBoardServer(scratch, load_fast=True) as server:
+
                 def loaded() -> bool:
                     tags = server.get_json("data/plugin/attention/tags").get(RUN, {})
                     images = server.get_json("data/plugin/images/tags").get(RUN, {})
-                    return (len(tags) == TAGS + 1 and len(images) == TAGS and all(
-                        t["num_steps"] == STEPS for name, t in tags.items() if name != BIG_TAG))
+                    return (
+                        len(tags) == TAGS + 1
+                        and len(images) == TAGS
+                        and all(
+                            t["num_steps"] == STEPS for name, t in tags.items() if name != BIG_TAG
+                        )
+                    )
 
                 server.wait_until(loaded, timeout=180)
                 times = measure_first_paint(browser, server.url, repeats)
                 large = large_matrix_ms(browser, server.url, repeats)
-            print(f"\nFirst painted heatmap after opening the tab (headless Chromium, median "
-                  f"of {repeats}, interleaved, cold cache):")
+            print(
+                f"\nFirst painted heatmap after opening the tab (headless Chromium, median "
+                f"of {repeats}, interleaved, cold cache):"
+            )
             print_first_paint(times)
             print(f"\n{BIG} x {BIG} matrix in the attention tab (median of {repeats}):")
-            print(f"  choose the tag -> painted (fetch, decode, draw): "
-                  f"{statistics.median(large['load']):6.0f} ms")
-            print(f"  re-paint from the cache (colour scale change):   "
-                  f"{statistics.median(large['repaint']):6.0f} ms")
-            print(f"  longest main-thread task meanwhile:               "
-                  f"{statistics.median(large['longest task']):6.0f} ms")
+            print(
+                f"  choose the tag -> painted (fetch, decode, draw): "
+                f"{statistics.median(large['load']):6.0f} ms"
+            )
+            print(
+                f"  re-paint from the cache (colour scale change):   "
+                f"{statistics.median(large['repaint']):6.0f} ms"
+            )
+            print(
+                f"  longest main-thread task meanwhile:               "
+                f"{statistics.median(large['longest task']):6.0f} ms"
+            )
             if logdir:
                 other_logdir(browser, logdir, repeats)
     finally:

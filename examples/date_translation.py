@@ -58,8 +58,20 @@ DEFAULT_BATCH_SIZE = 128
 
 FIRST_DAY = datetime.date(1900, 1, 1).toordinal()
 LAST_DAY = datetime.date(2099, 12, 31).toordinal()
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 # Each format is a template of fields in braces and literal text. Two-digit years
@@ -135,7 +147,7 @@ def render(date: datetime.date, template: str, case: str = "title") -> DateText:
     }
     text, fields, position = [], [], 0
     for match in _FIELD_RE.finditer(template):
-        literal = template[position:match.start()]
+        literal = template[position : match.start()]
         text.append(literal)
         fields.extend([None] * len(literal))
         piece, field = values[match.group(1)]
@@ -147,8 +159,9 @@ def render(date: datetime.date, template: str, case: str = "title") -> DateText:
     return DateText("".join(text), date.isoformat(), tuple(fields))
 
 
-def random_dates(count: int, rng: np.random.Generator, exclude: frozenset = frozenset()
-                 ) -> list[DateText]:
+def random_dates(
+    count: int, rng: np.random.Generator, exclude: frozenset = frozenset()
+) -> list[DateText]:
     """`count` random dates (1900-2099), each in a random format and case."""
     out = []
     while len(out) < count:
@@ -193,8 +206,9 @@ def encode_source(texts: Sequence[str]) -> tf.RaggedTensor:
             f"{''.join(SOURCE_CHARS)!r}"
         )
     lengths = np.array([len(t) for t in texts], dtype=np.int64)
-    ids = np.fromiter((SOURCE_IDS[c] for t in texts for c in t), dtype=np.int32,
-                      count=int(lengths.sum()))
+    ids = np.fromiter(
+        (SOURCE_IDS[c] for t in texts for c in t), dtype=np.int32, count=int(lengths.sum())
+    )
     # From flat values and row lengths: tf.ragged.constant on 40,000 lists takes seconds.
     return tf.RaggedTensor.from_row_lengths(ids, lengths)
 
@@ -236,17 +250,17 @@ def build_model(units: int = 64, embed: int = 32) -> keras.Model:
     decoder_input = keras.Input(shape=(TARGET_LEN,), dtype="int32", name="decoder_input")
 
     ids = RaggedToPadded(name="to_padded")(source)
-    chars = keras.layers.Embedding(len(SOURCE_CHARS) + 1, embed, mask_zero=True,
-                                   name="source_embedding")(ids)
+    chars = keras.layers.Embedding(
+        len(SOURCE_CHARS) + 1, embed, mask_zero=True, name="source_embedding"
+    )(ids)
     encoded = keras.layers.Bidirectional(
-        keras.layers.GRU(units, return_sequences=True), name="encoder")(chars)
+        keras.layers.GRU(units, return_sequences=True), name="encoder"
+    )(chars)
 
-    written = keras.layers.Embedding(DECODER_VOCAB, embed, name="target_embedding")(
-        decoder_input)
+    written = keras.layers.Embedding(DECODER_VOCAB, embed, name="target_embedding")(decoder_input)
     states = keras.layers.GRU(2 * units, return_sequences=True, name="decoder")(written)
     # The weights are asked for here so that `attention_model` can return them too.
-    context, _ = SequenceAttention(name="attention")(encoded, states,
-                                                     return_attention_scores=True)
+    context, _ = SequenceAttention(name="attention")(encoded, states, return_attention_scores=True)
 
     features = keras.layers.Concatenate(name="state_and_context")([states, context])
     hidden = keras.layers.Dense(2 * units, activation="tanh", name="hidden")(features)
@@ -269,15 +283,18 @@ def attention_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, weights])
 
 
-def dataset(dates: Sequence[DateText], batch_size: int, shuffle: bool, seed: int = 0
-            ) -> tf.data.Dataset:
+def dataset(
+    dates: Sequence[DateText], batch_size: int, shuffle: bool, seed: int = 0
+) -> tf.data.Dataset:
     """Batches of ({"source": ragged ids, "decoder_input": ids}, target ids)."""
     source = encode_source([d.text for d in dates])
     decoder_input, target = encode_target([d.iso for d in dates])
 
     def gather(index):
-        inputs = {"source": tf.gather(source, index),
-                  "decoder_input": tf.gather(decoder_input, index)}
+        inputs = {
+            "source": tf.gather(source, index),
+            "decoder_input": tf.gather(decoder_input, index),
+        }
         return inputs, tf.gather(target, index)
 
     # Shuffle example numbers and gather whole batches: shuffling the ragged rows
@@ -293,15 +310,16 @@ def dataset(dates: Sequence[DateText], batch_size: int, shuffle: bool, seed: int
 # ---------------------------------------------------------------------------------------
 
 
-def greedy_translate(viewer: keras.Model, texts: Sequence[str], batch_size: int = 1000
-                     ) -> tuple[list[str], list[np.ndarray]]:
+def greedy_translate(
+    viewer: keras.Model, texts: Sequence[str], batch_size: int = 1000
+) -> tuple[list[str], list[np.ndarray]]:
     """Greedy decoding, one character per pass; returns ISO strings and their weights.
 
     The weights of example b are (10, len(texts[b])): one row per written character.
     """
     isos, weights = [], []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         source = encode_source(chunk)
         decoder_input = np.zeros((len(chunk), TARGET_LEN), dtype=np.int32)
         predict = tf.function(viewer, reduce_retracing=True)
@@ -316,7 +334,7 @@ def greedy_translate(viewer: keras.Model, texts: Sequence[str], batch_size: int 
         attention = attention.numpy()
         for b, text in enumerate(chunk):
             isos.append("".join(OUTPUT_CHARS[i] for i in written[b]))
-            weights.append(attention[b, :, :len(text)])
+            weights.append(attention[b, :, : len(text)])
     return isos, weights
 
 
@@ -365,8 +383,7 @@ def attention_logger(log_dir: str, every_n_steps: int | None = None) -> Attentio
     decoder_input, _ = encode_target([d.iso for d in probes])
     return AttentionLogger(
         log_dir,
-        probe={"source": encode_source([d.text for d in probes]),
-               "decoder_input": decoder_input},
+        probe={"source": encode_source([d.text for d in probes]), "decoder_input": decoder_input},
         input_labels=[source_labels(d.text) for d in probes],
         # Query j is the decoder state that writes ISO character j.
         query_labels=[list(d.iso) for d in probes],
@@ -430,13 +447,13 @@ def train(
     return Result(accuracy, alignment, train_seconds, model_path or "")
 
 
-def translate(text: str, model_path: str = DEFAULT_MODEL, png_path: str | None = None
-              ) -> tuple[str, str]:
+def translate(
+    text: str, model_path: str = DEFAULT_MODEL, png_path: str | None = None
+) -> tuple[str, str]:
     """Loads the saved model; returns the ISO date and the path of its heatmap PNG."""
     if not os.path.exists(model_path):
         raise FileNotFoundError(
-            f"no trained model at {model_path}; train one first: "
-            f"python {os.path.relpath(__file__)}"
+            f"no trained model at {model_path}; train one first: python {os.path.relpath(__file__)}"
         )
     model = keras.saving.load_model(model_path)
     (iso,), (weights,) = greedy_translate(attention_model(model), [text])
@@ -444,30 +461,43 @@ def translate(text: str, model_path: str = DEFAULT_MODEL, png_path: str | None =
         slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "date"
         png_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"{slug}.png")
     with open(png_path, "wb") as f:
-        f.write(attention_png(weights, source_labels(text), list(iso),
-                              title=f"{text} -> {iso}"))
+        f.write(attention_png(weights, source_labels(text), list(iso), title=f"{text} -> {iso}"))
     return iso, png_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--translate", metavar="TEXT",
-                        help="translate one date with the saved model, and draw its attention")
+    parser.add_argument(
+        "--translate",
+        metavar="TEXT",
+        help="translate one date with the saved model, and draw its attention",
+    )
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="training dates")
     parser.add_argument("--test-samples", type=int, default=1000, help="held-out dates")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--units", type=int, default=64, help="encoder GRU units per direction")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default=DEFAULT_LOGDIR,
-                        help="TensorBoard log directory: the run goes to a new "
-                             "date_translation-<date>-<time> folder in it ('' to log nothing)")
-    parser.add_argument("--log-every-steps", type=int, default=None,
-                        help="log the probes every N steps (default: every epoch)")
+    parser.add_argument(
+        "--logdir",
+        default=DEFAULT_LOGDIR,
+        help="TensorBoard log directory: the run goes to a new "
+        "date_translation-<date>-<time> folder in it ('' to log nothing)",
+    )
+    parser.add_argument(
+        "--log-every-steps",
+        type=int,
+        default=None,
+        help="log the probes every N steps (default: every epoch)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="where to save / load the model")
     parser.add_argument("--png", default=None, help="heatmap path for --translate")
-    parser.add_argument("--verbose", type=int, default=None,
-                        help="Keras fit verbosity (default: progress bar on a terminal)")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=None,
+        help="Keras fit verbosity (default: progress bar on a terminal)",
+    )
     args = parser.parse_args(argv)
 
     if args.translate is not None:
@@ -482,12 +512,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("epochs", "samples", "test_samples", "batch_size", "units"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    train(epochs=args.epochs, samples=args.samples, test_samples=args.test_samples,
-          batch_size=args.batch_size, units=args.units, seed=args.seed,
-          log_dir=os.path.join(args.logdir, run_name()) if args.logdir else None,
-          log_every_steps=args.log_every_steps,
-          model_path=args.model or None,
-          verbose="auto" if args.verbose is None else args.verbose)
+    train(
+        epochs=args.epochs,
+        samples=args.samples,
+        test_samples=args.test_samples,
+        batch_size=args.batch_size,
+        units=args.units,
+        seed=args.seed,
+        log_dir=os.path.join(args.logdir, run_name()) if args.logdir else None,
+        log_every_steps=args.log_every_steps,
+        model_path=args.model or None,
+        verbose="auto" if args.verbose is None else args.verbose,
+    )
     return 0
 
 

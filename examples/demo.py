@@ -49,16 +49,26 @@ class TensorBoardProcess:
 
     def __init__(self, logdir: str, port: int, host: str = "localhost"):
         args = [
-            sys.executable, "-m", "tensorboard.main",
-            "--logdir", logdir, "--host", host, "--port", str(port),
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            logdir,
+            "--host",
+            host,
+            "--port",
+            str(port),
             # Every logged step stays browsable (TensorBoard keeps 10 per tag by default).
             # images=0 would make the Images tab show none: it reads 0 as "no images".
-            "--samples_per_plugin", "attention=0,images=100000",
-            "--reload_interval", "5",
+            "--samples_per_plugin",
+            "attention=0,images=100000",
+            "--reload_interval",
+            "5",
         ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, env=env)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         self.output: list[str] = []
         self.port = self._wait_until_serving(timeout=180)
         threading.Thread(target=self._drain, daemon=True).start()
@@ -102,8 +112,9 @@ def _interrupt(signum, frame):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logdir", default="runs", help="TensorBoard log directory")
-    parser.add_argument("--port", type=int, default=6006,
-                        help="first port to try (the next free one is used)")
+    parser.add_argument(
+        "--port", type=int, default=6006, help="first port to try (the next free one is used)"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None, help="training dates")
     parser.add_argument("--test-samples", type=int, default=1000, help="held-out dates")
@@ -130,12 +141,21 @@ def main(argv=None) -> int:
             options["samples"] = args.samples
         if args.model is not None:
             options["model_path"] = args.model
-        example.train(log_dir=os.path.join(args.logdir, run), test_samples=args.test_samples,
-                      log_every_steps=args.log_every_steps, verbose=args.verbose, **options)
-        print(f"\ntraining done. TensorBoard keeps serving at {url}; press Ctrl-C to stop.",
-              flush=True)
-        print('Translate a date: python examples/date_translation.py --translate '
-              '"3rd of March 1999"', flush=True)
+        example.train(
+            log_dir=os.path.join(args.logdir, run),
+            test_samples=args.test_samples,
+            log_every_steps=args.log_every_steps,
+            verbose=args.verbose,
+            **options,
+        )
+        print(
+            f"\ntraining done. TensorBoard keeps serving at {url}; press Ctrl-C to stop.",
+            flush=True,
+        )
+        print(
+            'Translate a date: python examples/date_translation.py --translate "3rd of March 1999"',
+            flush=True,
+        )
         while board.process.poll() is None:
             time.sleep(0.5)
         print("TensorBoard stopped:\n" + "".join(board.output[-20:]), file=sys.stderr)

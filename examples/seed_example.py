@@ -55,8 +55,12 @@ def main(argv: list[str] | None = None) -> Path:
     print("  scores          ", np.array2string(scores, precision=4))
     print("  softmax(scores) ", np.array2string(by_hand, precision=4))
     print("  layer's weights ", np.array2string(weights[0], precision=4))
-    print("  weights . inputs", np.array2string(by_hand @ INPUTS, precision=4),
-          "= output row", np.array2string(outputs[0], precision=4))
+    print(
+        "  weights . inputs",
+        np.array2string(by_hand @ INPUTS, precision=4),
+        "= output row",
+        np.array2string(outputs[0], precision=4),
+    )
     assert np.allclose(by_hand, weights[0], atol=1e-6)
     assert np.allclose(by_hand @ INPUTS, outputs[0], atol=1e-5)
     print("  they match.")

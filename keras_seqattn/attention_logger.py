@@ -139,8 +139,7 @@ def _check_tokens(tokens, where: str) -> list[str]:
             token = token.decode("utf-8", errors="replace")
         if not isinstance(token, (str, np.str_)):
             raise TypeError(
-                f"`{where}[{i}]`: expected a string token; got {type(token).__name__} "
-                f"{token!r}."
+                f"`{where}[{i}]`: expected a string token; got {type(token).__name__} {token!r}."
             )
         out.append(str(token))
     return out
@@ -306,8 +305,10 @@ class AttentionLogger(keras.callbacks.Callback):
             None if every_n_steps is None else _positive_int(every_n_steps, "every_n_steps")
         )
         if layers is not None:
-            if isinstance(layers, str) or not isinstance(layers, Sequence) or not all(
-                isinstance(name, str) and name for name in layers
+            if (
+                isinstance(layers, str)
+                or not isinstance(layers, Sequence)
+                or not all(isinstance(name, str) and name for name in layers)
             ):
                 raise TypeError(
                     f"`layers` must be a list of layer names (strings) or None; got {layers!r}."
@@ -321,10 +322,12 @@ class AttentionLogger(keras.callbacks.Callback):
         self.images = images
         self.scalars = scalars
         self.probe, self.num_examples = _prepare_probe(probe)
-        self.input_labels = _resolve_labels(input_labels, self.probe, self.num_examples,
-                                            "input_labels")
-        self.query_labels = _resolve_labels(query_labels, self.probe, self.num_examples,
-                                            "query_labels")
+        self.input_labels = _resolve_labels(
+            input_labels, self.probe, self.num_examples, "input_labels"
+        )
+        self.query_labels = _resolve_labels(
+            query_labels, self.probe, self.num_examples, "query_labels"
+        )
         self._writer = None
         self._executor: ThreadPoolExecutor | None = None
         self._images_job: Future | None = None
@@ -448,17 +451,19 @@ class AttentionLogger(keras.callbacks.Callback):
                 own_in = self.input_labels[b] if self.input_labels else None
                 own_q = self.query_labels[b] if self.query_labels else None
                 kind = type(record.target.layer).__name__
-                matrices.append(_Matrix(
-                    tag=f"{record.tag}/{b}",
-                    weights=matrix,
-                    input_labels=_pick_labels(n, own_in, own_q),
-                    query_labels=_pick_labels(m, own_q, own_in),
-                    description=(
-                        f"{kind} layer {record.target.key!r}, probe example {b}: rows are "
-                        "queries, columns inputs" + (", one matrix per head" if
-                                                     record.target.kind.heads else "")
-                    ),
-                ))
+                matrices.append(
+                    _Matrix(
+                        tag=f"{record.tag}/{b}",
+                        weights=matrix,
+                        input_labels=_pick_labels(n, own_in, own_q),
+                        query_labels=_pick_labels(m, own_q, own_in),
+                        description=(
+                            f"{kind} layer {record.target.key!r}, probe example {b}: rows are "
+                            "queries, columns inputs"
+                            + (", one matrix per head" if record.target.kind.heads else "")
+                        ),
+                    )
+                )
             stats[record.tag] = attention_statistics(per_example)
         if self._first_run:
             self._check_label_lengths(outputs)
@@ -470,7 +475,9 @@ class AttentionLogger(keras.callbacks.Callback):
             logger.warning(
                 "AttentionLogger: layer %r runs inside a graph loop (e.g. a recurrent "
                 "cell); its weights cannot be read from outside the loop and are not "
-                "logged.", key)
+                "logged.",
+                key,
+            )
         for target in self._pass.targets:
             if target.key in called or target.key in self._pass.unreachable:
                 continue
@@ -479,8 +486,9 @@ class AttentionLogger(keras.callbacks.Callback):
                     f"AttentionLogger: layer {target.key!r} named in `layers` is not called "
                     f"when model {self.model.name!r} runs on the probe."
                 )
-            logger.warning("AttentionLogger: layer %r is not called on the probe; skipped.",
-                           target.key)
+            logger.warning(
+                "AttentionLogger: layer %r is not called on the probe; skipped.", target.key
+            )
         if not called:
             raise ValueError(
                 f"AttentionLogger: none of the attention layers of model {self.model.name!r} "
@@ -489,13 +497,17 @@ class AttentionLogger(keras.callbacks.Callback):
             )
 
     def _check_label_lengths(self, outputs) -> None:
-        for name, labels, axis in (("input_labels", self.input_labels, "input_len"),
-                                   ("query_labels", self.query_labels, "query_len")):
+        for name, labels, axis in (
+            ("input_labels", self.input_labels, "input_len"),
+            ("query_labels", self.query_labels, "query_len"),
+        ):
             if labels is None:
                 continue
             for b, tokens in enumerate(labels):
-                lengths = {r.tag: int(out[axis][b])
-                           for r, out in zip(self._pass.records, outputs, strict=True)}
+                lengths = {
+                    r.tag: int(out[axis][b])
+                    for r, out in zip(self._pass.records, outputs, strict=True)
+                }
                 if len(tokens) not in lengths.values():
                     what = "inputs" if axis == "input_len" else "queries"
                     listed = ", ".join(f"{tag!r}: {n}" for tag, n in lengths.items())
@@ -522,18 +534,29 @@ class AttentionLogger(keras.callbacks.Callback):
         with self._writer.as_default(), tf.summary.record_if(True):
             for matrix in matrices:
                 attention_summary.attention(
-                    matrix.tag, matrix.weights, step=step, input_labels=matrix.input_labels,
-                    query_labels=matrix.query_labels, description=matrix.description)
+                    matrix.tag,
+                    matrix.weights,
+                    step=step,
+                    input_labels=matrix.input_labels,
+                    query_labels=matrix.query_labels,
+                    description=matrix.description,
+                )
             if self.scalars:
                 for tag, (entropy, largest) in stats.items():
                     if math.isnan(entropy):
                         continue
-                    tf.summary.scalar(f"{tag}/mean_entropy", entropy, step=step,
-                                      description="mean entropy (nats) of the probe's "
-                                      "attention rows")
-                    tf.summary.scalar(f"{tag}/mean_max_weight", largest, step=step,
-                                      description="mean largest weight of the probe's "
-                                      "attention rows")
+                    tf.summary.scalar(
+                        f"{tag}/mean_entropy",
+                        entropy,
+                        step=step,
+                        description="mean entropy (nats) of the probe's attention rows",
+                    )
+                    tf.summary.scalar(
+                        f"{tag}/mean_max_weight",
+                        largest,
+                        step=step,
+                        description="mean largest weight of the probe's attention rows",
+                    )
         if self.images:
             # The heatmaps (about 0.05 s of matplotlib each, see heatmap_images) are drawn
             # on a worker thread while training goes on; one logging point at a time.
@@ -546,11 +569,19 @@ class AttentionLogger(keras.callbacks.Callback):
         # The default summary writer is per thread: this one needs its own.
         with self._writer.as_default(), tf.summary.record_if(True):
             for matrix in matrices:
-                pixels = self._heatmaps.rgb(matrix.tag, matrix.weights, matrix.input_labels,
-                                            matrix.query_labels,
-                                            title=f"{matrix.tag}  step {step}")
-                tf.summary.image(f"{matrix.tag}/heatmap", pixels[np.newaxis], step=step,
-                                 description=matrix.description)
+                pixels = self._heatmaps.rgb(
+                    matrix.tag,
+                    matrix.weights,
+                    matrix.input_labels,
+                    matrix.query_labels,
+                    title=f"{matrix.tag}  step {step}",
+                )
+                tf.summary.image(
+                    f"{matrix.tag}/heatmap",
+                    pixels[np.newaxis],
+                    step=step,
+                    description=matrix.description,
+                )
 
     def _wait_for_images(self) -> None:
         job, self._images_job = self._images_job, None

@@ -77,10 +77,12 @@ def _mask_part(mask, index):
 def _sequence_attention_lengths(args: dict) -> tuple[Any, Any]:
     mask = args.get("mask")
     inputs, query = args["inputs"], args["query"]
-    query_len = _masks_length(query, args.get("query_mask"), _mask_part(mask, 1),
-                              get_keras_mask(query))
-    input_len = _masks_length(inputs, args.get("inputs_mask"), _mask_part(mask, 0),
-                              get_keras_mask(inputs))
+    query_len = _masks_length(
+        query, args.get("query_mask"), _mask_part(mask, 1), get_keras_mask(query)
+    )
+    input_len = _masks_length(
+        inputs, args.get("inputs_mask"), _mask_part(mask, 0), get_keras_mask(inputs)
+    )
     return query_len, input_len
 
 
@@ -231,11 +233,16 @@ class ProbePass:
             outputs, weights = result[0], result[1]
             if isinstance(weights, tf.RaggedTensor):
                 weights = weights.to_tensor()
-            captured.append((target, {
-                "weights": tf.cast(weights, tf.float32),
-                "query_len": query_len,
-                "input_len": input_len,
-            }))
+            captured.append(
+                (
+                    target,
+                    {
+                        "weights": tf.cast(weights, tf.float32),
+                        "query_len": query_len,
+                        "input_len": input_len,
+                    },
+                )
+            )
             return result if asked else outputs
 
         # Set on the instance, bypassing Keras's attribute tracking: Layer.__call__ (via

@@ -54,8 +54,14 @@ class HeatmapImages:
         self.dpi = dpi
         self._figures: dict[str, _Drawn] = {}
 
-    def rgb(self, tag: str, weights: np.ndarray, input_labels: Sequence[str],
-            query_labels: Sequence[str], title: str) -> np.ndarray:
+    def rgb(
+        self,
+        tag: str,
+        weights: np.ndarray,
+        input_labels: Sequence[str],
+        query_labels: Sequence[str],
+        title: str,
+    ) -> np.ndarray:
         """The pixels of `attention_png(weights, input_labels, query_labels, title=title)`.
 
         Returns a (height, width, 3) uint8 array.

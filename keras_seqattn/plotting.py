@@ -56,8 +56,9 @@ def _set_ticks(ax, axis: str, labels: list[str]) -> None:
 
 
 def _draw(ax, matrix, input_labels, query_labels, cmap, vmin, vmax, colorbar, title):
-    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(
+        matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
+    )
     _set_ticks(ax, "x", input_labels)
     _set_ticks(ax, "y", query_labels)
     ax.set_xlabel("input")
@@ -160,15 +161,15 @@ def attention_png(
     Uses a bare `matplotlib.figure.Figure` (no pyplot), so it is safe off the main
     thread and leaves the user's open figures alone.
     """
-    figure, _ = heatmap_figure(_as_matrix(weights), input_labels, query_labels, title=title,
-                               dpi=dpi)
+    figure, _ = heatmap_figure(
+        _as_matrix(weights), input_labels, query_labels, title=title, dpi=dpi
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-def heatmap_figure(matrix: np.ndarray, input_labels, query_labels, *, title: str | None,
-                   dpi: int):
+def heatmap_figure(matrix: np.ndarray, input_labels, query_labels, *, title: str | None, dpi: int):
     """A bare `Figure` (no pyplot) with `plot_attention`'s heatmap, one Axes per head.
 
     Returns `(figure, axes)`. A bare figure is safe off the main thread and leaves the
@@ -182,6 +183,7 @@ def heatmap_figure(matrix: np.ndarray, input_labels, query_labels, *, title: str
     figure = Figure(figsize=(width * heads, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     axes = list(figure.subplots(1, heads, squeeze=False)[0])
-    plot_attention(matrix, input_labels, query_labels, ax=axes if heads > 1 else axes[0],
-                   title=title)
+    plot_attention(
+        matrix, input_labels, query_labels, ax=axes if heads > 1 else axes[0], title=title
+    )
     return figure, axes

@@ -26,8 +26,7 @@ class _PairScore(layers.Layer):
         if not isinstance(pair, dict) or set(pair) != {"input", "query"}:
             got = sorted(pair) if isinstance(pair, dict) else type(pair).__name__
             raise ValueError(
-                f"{type(self).__name__} expects a dict with keys 'input' and 'query'; "
-                f"got {got}."
+                f"{type(self).__name__} expects a dict with keys 'input' and 'query'; got {got}."
             )
         return pair["input"], pair["query"]
 
@@ -110,9 +109,11 @@ class AdditiveScore(_PairScore):
         units = self.units or d2
         init = self.kernel_initializer
         self.input_kernel = self.add_weight(
-            name="input_kernel", shape=(d1, units), initializer=init)
+            name="input_kernel", shape=(d1, units), initializer=init
+        )
         self.query_kernel = self.add_weight(
-            name="query_kernel", shape=(d2, units), initializer=init)
+            name="query_kernel", shape=(d2, units), initializer=init
+        )
         self.score_vector = self.add_weight(name="score_vector", shape=(units,), initializer=init)
         self.built = True
 

@@ -169,9 +169,7 @@ def check_mask(mask, name: str):
         return None
     mask = ops.convert_to_tensor(mask)
     if len(mask.shape) != 2:
-        raise ValueError(
-            f"`{name}` must have shape (batch, time); got shape {tuple(mask.shape)}."
-        )
+        raise ValueError(f"`{name}` must have shape (batch, time); got shape {tuple(mask.shape)}.")
     if dtype_name(mask) != "bool":
         mask = ops.cast(mask, "bool")
     return mask

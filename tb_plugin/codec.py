@@ -186,8 +186,7 @@ def check_labels(labels: Any, length: int, name: str) -> tuple[str, ...]:
                 label = label.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise ValueError(
-                    f"{name}[{i}]: expected UTF-8 text, got undecodable bytes "
-                    f"{_describe(label)}"
+                    f"{name}[{i}]: expected UTF-8 text, got undecodable bytes {_describe(label)}"
                 ) from err
         elif not isinstance(label, str):
             raise TypeError(
@@ -195,8 +194,7 @@ def check_labels(labels: Any, length: int, name: str) -> tuple[str, ...]:
             )
         if len(label) > MAX_LABEL_CHARS:
             raise ValueError(
-                f"{name}[{i}]: expected at most {MAX_LABEL_CHARS} characters, got "
-                f"{len(label)}"
+                f"{name}[{i}]: expected at most {MAX_LABEL_CHARS} characters, got {len(label)}"
             )
         result.append(str(label))
     return tuple(result)

@@ -47,8 +47,11 @@ MAX_REMEMBERED_STEPS = 100_000
 MAX_REMEMBERED_HEADERS = 10_000
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-_STATIC_TYPES = {".js": "application/javascript", ".mjs": "application/javascript",
-                 ".css": "text/css"}
+_STATIC_TYPES = {
+    ".js": "application/javascript",
+    ".mjs": "application/javascript",
+    ".css": "text/css",
+}
 
 FORMATS = ("json", "binary", "csv")
 _STEP_RE = re.compile(r"-?[0-9]{1,19}")
@@ -121,8 +124,8 @@ def _parse_format(text: str | None) -> str:
         return "json"
     if text not in FORMATS:
         raise _RequestError(
-            400, f"query parameter 'format': expected one of {', '.join(FORMATS)}, got "
-            f"{_shown(text)}"
+            400,
+            f"query parameter 'format': expected one of {', '.join(FORMATS)}, got {_shown(text)}",
         )
     return text
 
@@ -152,9 +155,11 @@ def _values_json(values: np.ndarray) -> str:
     if values.ndim == 2:
         return "[" + ",".join(rows) + "]"
     m = values.shape[1]
-    return "[" + ",".join(
-        "[" + ",".join(rows[h * m:(h + 1) * m]) + "]" for h in range(values.shape[0])
-    ) + "]"
+    return (
+        "["
+        + ",".join("[" + ",".join(rows[h * m : (h + 1) * m]) + "]" for h in range(values.shape[0]))
+        + "]"
+    )
 
 
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -260,7 +265,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 if version > codec.FORMAT_VERSION:
                     logger.warning(
                         "attention: skipping run %r tag %r: format version %d is newer "
-                        "than this plugin's %d", run, tag, version, codec.FORMAT_VERSION
+                        "than this plugin's %d",
+                        run,
+                        tag,
+                        version,
+                        codec.FORMAT_VERSION,
                     )
                     continue
                 result.setdefault(run, {})[tag] = series
@@ -268,9 +277,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     def _series(self, ctx, experiment: str, run: str, tag: str) -> list:
         """The retained steps of one run/tag, ascending; 404 when there are none."""
-        data = self._read_sequences(
-            ctx, experiment, provider.RunTagFilter(runs=[run], tags=[tag])
-        )
+        data = self._read_sequences(ctx, experiment, provider.RunTagFilter(runs=[run], tags=[tag]))
         series = data.get(run, {}).get(tag)
         if not series:
             raise _RequestError(
@@ -367,9 +374,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
         datum = next((d for d in series if d.step == step), None)
         if datum is None:
             raise _RequestError(
-                404, f"query parameter 'step': no step {step} for run {_shown(run)} and "
+                404,
+                f"query parameter 'step': no step {step} for run {_shown(run)} and "
                 f"tag {_shown(tag)}; retained steps run from {series[0].step} to "
-                f"{series[-1].step} ({len(series)} steps)"
+                f"{series[-1].step} ({len(series)} steps)",
             )
         return datum
 
@@ -382,9 +390,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         try:
             if len(datum.values) != 2:
                 raise codec.DecodeError(f"expected 2 blobs per step, got {len(datum.values)}")
-            header_blob, values_blob = self._read_blobs(
-                ctx, [ref.blob_key for ref in datum.values]
-            )
+            header_blob, values_blob = self._read_blobs(ctx, [ref.blob_key for ref in datum.values])
             for blob in (header_blob, values_blob):
                 if isinstance(blob, Exception):
                     raise blob
@@ -392,8 +398,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return header, codec.decode_values(header, values_blob)
         except codec.DecodeError as err:
             raise _RequestError(
-                404, f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
-                f"step {datum.step}: {err}"
+                404,
+                f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
+                f"step {datum.step}: {err}",
             ) from err
 
     @_json_errors
@@ -426,12 +433,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _binary_response(self, request, described: dict, values: np.ndarray):
         header = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
         padding = b"\0" * (-(4 + len(header)) % 4)
-        body = b"".join((
-            struct.pack("<I", len(header)),
-            header,
-            padding,
-            codec.widen(values).tobytes(order="C"),
-        ))
+        body = b"".join(
+            (
+                struct.pack("<I", len(header)),
+                header,
+                padding,
+                codec.widen(values).tobytes(order="C"),
+            )
+        )
         return http_util.Respond(request, body, "application/octet-stream")
 
     def _csv_response(self, request, run, tag, step, header: codec.Header, values):
@@ -445,7 +454,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 writer.writerow(([h] if with_heads else []) + [label, *cells])
         filename = _safe_filename("attention", run, tag, f"step{step}") + ".csv"
         return http_util.Respond(
-            request, out.getvalue(), "text/csv",
+            request,
+            out.getvalue(),
+            "text/csv",
             headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
         )
 
@@ -453,7 +464,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _serve_static(self, request):
         prefix = f"/data/plugin/{metadata.PLUGIN_NAME}/"
         path = request.path
-        name = path[len(prefix):] if path.startswith(prefix) else ""
+        name = path[len(prefix) :] if path.startswith(prefix) else ""
         # Looked up by exact name among the folder's files: a user's path is never joined.
         try:
             listing = set(os.listdir(self.static_dir))

@@ -53,20 +53,24 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     rng = np.random.default_rng(0)
     logs = Logs(logdir)
 
-    def log(run: str, writer, tag: str, step: int, weights, inputs=None, queries=None,
-            **kwargs):
+    def log(run: str, writer, tag: str, step: int, weights, inputs=None, queries=None, **kwargs):
         with writer.as_default():
-            assert attention(tag, weights, step=step, input_labels=inputs,
-                             query_labels=queries, **kwargs)
+            assert attention(
+                tag, weights, step=step, input_labels=inputs, query_labels=queries, **kwargs
+            )
         shape = np.shape(weights)
-        logs.written.setdefault(run, {}).setdefault(tag, []).append(Written(
-            step=step,
-            values=np.asarray(weights).astype(np.float16),
-            input_labels=list(inputs) if inputs is not None else
-            [str(i) for i in range(shape[-1])],
-            query_labels=list(queries) if queries is not None else
-            [str(i) for i in range(shape[-2])],
-        ))
+        logs.written.setdefault(run, {}).setdefault(tag, []).append(
+            Written(
+                step=step,
+                values=np.asarray(weights).astype(np.float16),
+                input_labels=list(inputs)
+                if inputs is not None
+                else [str(i) for i in range(shape[-1])],
+                query_labels=list(queries)
+                if queries is not None
+                else [str(i) for i in range(shape[-2])],
+            )
+        )
 
     train = tf.summary.create_file_writer(os.path.join(logdir, "train"))
     # A probe whose example (and so its tokens and shape) changes from step to step.
@@ -77,14 +81,28 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     ]
     for step, (inputs, queries) in zip((0, 5, 10), examples, strict=True):
         weights = _softmax(rng.normal(size=(len(queries), len(inputs))))
-        log("train", train, "encoder/attn/0", step, weights, inputs, queries,
-            description="probe example 0")
+        log(
+            "train",
+            train,
+            "encoder/attn/0",
+            step,
+            weights,
+            inputs,
+            queries,
+            description="probe example 0",
+        )
     for step in range(2):
-        log("train", train, "decoder/heads/0", step,
+        log(
+            "train",
+            train,
+            "decoder/heads/0",
+            step,
             _softmax(rng.normal(size=(2, 3, 4))).astype(np.float32),
-            ["a", "b", "c", "d"], ["p", "q", "r"])
+            ["a", "b", "c", "d"],
+            ["p", "q", "r"],
+        )
     # float16's edges: the largest values, the smallest subnormal, signed zero, thirds.
-    edges = np.array([[65504.0, -65504.0, 2.0 ** -24], [-0.0, 1 / 3, -2 / 3]])
+    edges = np.array([[65504.0, -65504.0, 2.0**-24], [-0.0, 1 / 3, -2 / 3]])
     log("train", train, "edges/0", 0, edges)
     for step in range(long_steps):
         log("train", train, "long/0", step, rng.random((2, 2)))
@@ -94,16 +112,22 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     future.plugin_data.content = json.dumps({"version": 99}).encode()
     with train.as_default():
         tf.summary.write("future/0", tf.constant([b"{}", b""]), step=0, metadata=future)
-        tf.summary.write("corrupt/0", tf.constant([b"not json", b"x"]), step=0,
-                         metadata=metadata.create_summary_metadata())
-        tf.summary.write("oneblob/0", tf.constant([b"{}"]), step=0,
-                         metadata=metadata.create_summary_metadata())
+        tf.summary.write(
+            "corrupt/0",
+            tf.constant([b"not json", b"x"]),
+            step=0,
+            metadata=metadata.create_summary_metadata(),
+        )
+        tf.summary.write(
+            "oneblob/0", tf.constant([b"{}"]), step=0, metadata=metadata.create_summary_metadata()
+        )
         tf.summary.scalar("loss", 0.5, step=0)
     train.close()
 
     evaluation = tf.summary.create_file_writer(os.path.join(logdir, "eval"))
-    log("eval", evaluation, "encoder/attn/0", 3, np.array([[0.125, 0.875]]), ["in0", "in1"],
-        ["out"])
+    log(
+        "eval", evaluation, "encoder/attn/0", 3, np.array([[0.125, 0.875]]), ["in0", "in1"], ["out"]
+    )
     evaluation.close()
 
     scalars_only = tf.summary.create_file_writer(os.path.join(logdir, "scalars_only"))
@@ -113,8 +137,10 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     return logs
 
 
-VISIBLE_TAGS = {"train": ["decoder/heads/0", "edges/0", "encoder/attn/0", "long/0"],
-                "eval": ["encoder/attn/0"]}
+VISIBLE_TAGS = {
+    "train": ["decoder/heads/0", "edges/0", "encoder/attn/0", "long/0"],
+    "eval": ["encoder/attn/0"],
+}
 HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0"]
 
 
@@ -136,9 +162,9 @@ def expected_json(w: Written, wall_time: float | None = None) -> dict:
 def parse_binary(body: bytes) -> tuple[dict, np.ndarray]:
     """Reads the binary form of `matrix`: header JSON, padding, float32 values."""
     (length,) = struct.unpack_from("<I", body, 0)
-    header = json.loads(body[4:4 + length].decode("utf-8"))
+    header = json.loads(body[4 : 4 + length].decode("utf-8"))
     start = 4 + length + (-(4 + length) % 4)
-    assert start % 4 == 0 and body[4 + length:start] == b"\0" * (start - 4 - length)
+    assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
     values = np.frombuffer(body, dtype="<f4", offset=start)
     return header, values.reshape(header["shape"])
 

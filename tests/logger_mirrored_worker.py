@@ -23,7 +23,7 @@ def main(log_dir: str) -> None:
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 20, size=(16, 5)).astype("int32")
     for b in range(16):  # right padding of varying length: padded and masked input
-        ids[b, rng.integers(2, 6):] = 0
+        ids[b, rng.integers(2, 6) :] = 0
     y = rng.normal(size=(16, 1)).astype("float32")
     with strategy.scope():
         inputs = keras.Input((None,), dtype="int32")
@@ -41,8 +41,11 @@ def main(log_dir: str) -> None:
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 steps.setdefault(value.tag, []).append(int(event.step))
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "event_files": len(files),
-                      "steps": steps}))
+    print(
+        json.dumps(
+            {"replicas": strategy.num_replicas_in_sync, "event_files": len(files), "steps": steps}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ def main():
     ids_in = rng.integers(1, 30, size=(count, 6))
     ids_q = rng.integers(1, 30, size=(count, 4))
     for b in range(count):  # right padding of varying length
-        ids_in[b, rng.integers(1, 7):] = 0
-        ids_q[b, rng.integers(1, 5):] = 0
+        ids_in[b, rng.integers(1, 7) :] = 0
+        ids_q[b, rng.integers(1, 5) :] = 0
     target = rng.normal(size=(count, 1)).astype("float32")
 
     with strategy.scope():
@@ -46,8 +46,13 @@ def main():
     single = padded_masked_model("bilinear")
     single.set_weights(model.get_weights())
     report["max_prediction_difference"] = float(
-        np.max(np.abs(model.predict([ids_in, ids_q], verbose=0)
-                      - single.predict([ids_in, ids_q], verbose=0))))
+        np.max(
+            np.abs(
+                model.predict([ids_in, ids_q], verbose=0)
+                - single.predict([ids_in, ids_q], verbose=0)
+            )
+        )
+    )
 
     # Ragged symbolic inputs under the strategy: a clear error at model construction.
     with strategy.scope():
@@ -60,7 +65,8 @@ def main():
     # The documented way around it: ragged data, padded at the dataset boundary.
     lengths = rng.integers(1, 7, size=count)
     ragged_ids = tf.RaggedTensor.from_row_lengths(
-        rng.integers(1, 30, size=int(lengths.sum())), lengths)
+        rng.integers(1, 30, size=int(lengths.sum())), lengths
+    )
     dataset = tf.data.Dataset.from_tensor_slices(((ragged_ids, ids_q), target)).batch(8)
     dataset = dataset.map(lambda x, y: ((x[0].to_tensor(), x[1]), y))
     with strategy.scope():

@@ -34,9 +34,7 @@ def attend_one(e, q, score, *, causal=False, window=None, rescaling=None):
     weights = np.zeros((m, n))
     for j in range(m):
         visible = [
-            i
-            for i in range(n)
-            if (not causal or i <= j) and (window is None or i > j - window)
+            i for i in range(n) if (not causal or i <= j) and (window is None or i > j - window)
         ]
         if not visible:
             continue

@@ -61,14 +61,18 @@ def functional_model() -> keras.Model:
     # Its own embedded tensors: MultiHeadAttention removes the Keras masks of the tensors
     # it is called on, which would unmask the other layers if they shared them.
     heads = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(
-        embed(target), embed(source))
-    pooled = keras.layers.Concatenate()([
-        keras.layers.GlobalAveragePooling1D()(cross),
-        keras.layers.GlobalAveragePooling1D()(self_attended),
-        keras.layers.GlobalAveragePooling1D()(heads),
-    ])
-    return keras.Model({"source": source, "target": target}, keras.layers.Dense(1)(pooled),
-                       name="functional")
+        embed(target), embed(source)
+    )
+    pooled = keras.layers.Concatenate()(
+        [
+            keras.layers.GlobalAveragePooling1D()(cross),
+            keras.layers.GlobalAveragePooling1D()(self_attended),
+            keras.layers.GlobalAveragePooling1D()(heads),
+        ]
+    )
+    return keras.Model(
+        {"source": source, "target": target}, keras.layers.Dense(1)(pooled), name="functional"
+    )
 
 
 @keras.saving.register_keras_serializable(package="test_attention_logger")
@@ -133,27 +137,31 @@ def logged(tmp_path_factory):
     model = _compile(functional_model())
     probe = {"source": source[:2], "target": target[:2]}
     logger = AttentionLogger(
-        root / "functional", probe,
+        root / "functional",
+        probe,
         input_labels=[_tokens(r) for r in source[:2]],
         query_labels=[_tokens(r) for r in target[:2]],
     )
     model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[logger])
-    runs["functional"] = dict(model=model, logger=logger, probe=probe, x=x, y=y,
-                              src_len=src_len[:2], tgt_len=tgt_len[:2])
+    runs["functional"] = dict(
+        model=model, logger=logger, probe=probe, x=x, y=y, src_len=src_len[:2], tgt_len=tgt_len[:2]
+    )
 
     # Subclassed, ragged probe, labels from a callable, every 3 steps, no images.
     ids, _ = _ids(rng, EXAMPLES, 5)
     ragged = tf.RaggedTensor.from_tensor(ids, padding=0)
     model = _compile(SubclassedModel())
-    logger = AttentionLogger(root / "subclassed", ragged[:3], input_labels=_tokens,
-                             every_n_steps=3, images=False)
+    logger = AttentionLogger(
+        root / "subclassed", ragged[:3], input_labels=_tokens, every_n_steps=3, images=False
+    )
     model.fit(ragged, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[logger])
     runs["subclassed"] = dict(model=model, logger=logger, ragged=ragged)
 
     # Nested: two inner models with layers of the same name; every 2nd epoch; no scalars.
     model = _compile(nested_model())
-    logger = AttentionLogger(root / "nested", source[:2], every_n_epochs=2, scalars=False,
-                             images=False)
+    logger = AttentionLogger(
+        root / "nested", source[:2], every_n_epochs=2, scalars=False, images=False
+    )
     model.fit(source, y, batch_size=BATCH, epochs=4, verbose=0, callbacks=[logger])
     runs["nested"] = dict(model=model, logger=logger)
     return root, runs
@@ -161,7 +169,8 @@ def logged(tmp_path_factory):
 
 def _provider(logdir):
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={"attention": 0, "images": 0, "scalars": 0})
+        tensor_size_guidance={"attention": 0, "images": 0, "scalars": 0}
+    )
     multiplexer.AddRunsFromDirectory(str(logdir))
     multiplexer.Reload()
     return data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
@@ -172,14 +181,17 @@ class _Routes:
 
     def __init__(self, logdir):
         self.provider = _provider(logdir)
-        context = base_plugin.TBContext(logdir=str(logdir), data_provider=self.provider,
-                                        sampling_hints={"attention": 0})
-        self.client = werkzeug_test.Client(application.TensorBoardWSGI(
-            [AttentionPlugin(context)], data_provider=self.provider))
+        context = base_plugin.TBContext(
+            logdir=str(logdir), data_provider=self.provider, sampling_hints={"attention": 0}
+        )
+        self.client = werkzeug_test.Client(
+            application.TensorBoardWSGI([AttentionPlugin(context)], data_provider=self.provider)
+        )
 
     def get(self, route, **params):
-        response = self.client.get(f"/data/plugin/attention/{route}?"
-                                   + urllib.parse.urlencode(params))
+        response = self.client.get(
+            f"/data/plugin/attention/{route}?" + urllib.parse.urlencode(params)
+        )
         assert response.status_code == 200, response.get_data(as_text=True)
         return json.loads(response.get_data())
 
@@ -236,10 +248,12 @@ def test_logged_values_are_the_layers_weights_at_that_step(logged, routes):
     embed = model.get_layer("embed")
     src, tgt = embed(probe["source"]), embed(probe["target"])
     src_mask, tgt_mask = probe["source"] != 0, probe["target"] != 0
-    _, cross = model.get_layer("cross")(src, tgt, mask=[src_mask, tgt_mask],
-                                        return_attention_scores=True)
-    _, heads = model.get_layer("mha")(tgt, src, query_mask=tgt_mask, value_mask=src_mask,
-                                      return_attention_scores=True)
+    _, cross = model.get_layer("cross")(
+        src, tgt, mask=[src_mask, tgt_mask], return_attention_scores=True
+    )
+    _, heads = model.get_layer("mha")(
+        tgt, src, query_mask=tgt_mask, value_mask=src_mask, return_attention_scores=True
+    )
     for b in range(2):
         n, m = int(run["src_len"][b]), int(run["tgt_len"][b])
         got = routes["functional"].get("matrix", run="attention", tag=f"cross/{b}", step=8)
@@ -266,7 +280,9 @@ def test_subclassed_ragged_model_logged_every_n_steps_with_callable_labels(route
 def test_nested_models_same_layer_names_get_their_paths(routes, logged):
     _, runs = logged
     assert [p for p, _ in find_attention_layers(runs["nested"]["model"])] == [
-        "first/attn", "second/attn"]
+        "first/attn",
+        "second/attn",
+    ]
     tags = routes["nested"].get("tags")["attention"]
     assert set(tags) == {"first/attn/0", "first/attn/1", "second/attn/0", "second/attn/1"}
     # 4 epochs of 4 steps, every 2nd epoch.
@@ -277,26 +293,27 @@ def test_image_summaries_of_every_matrix(routes):
     provider = routes["functional"].provider
     ctx = _context()
     images = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="images")
-    expected = {f"{layer}/{b}/heatmap" for layer in ("cross", "self_attn", "mha")
-                for b in (0, 1)}
+    expected = {f"{layer}/{b}/heatmap" for layer in ("cross", "self_attn", "mha") for b in (0, 1)}
     assert set(images["attention"]) == expected
-    series = provider.read_blob_sequences(ctx, experiment_id="", plugin_name="images",
-                                          downsample=100)["attention"]["mha/1/heatmap"]
+    series = provider.read_blob_sequences(
+        ctx, experiment_id="", plugin_name="images", downsample=100
+    )["attention"]["mha/1/heatmap"]
     assert [d.step for d in series] == [0, 4, 8]
-    width, height, png = (provider.read_blob(ctx, blob_key=v.blob_key)
-                          for v in series[-1].values)
+    width, height, png = (provider.read_blob(ctx, blob_key=v.blob_key) for v in series[-1].values)
     assert png.startswith(b"\x89PNG") and int(width) > 200 and int(height) > 100
     # images=False writes none.
     none = routes["subclassed"].provider.list_blob_sequences(
-        ctx, experiment_id="", plugin_name="images")
+        ctx, experiment_id="", plugin_name="images"
+    )
     assert not none
 
 
 def test_scalar_summaries_per_layer(routes, logged):
     provider = routes["functional"].provider
     ctx = _context()
-    scalars = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars",
-                                    downsample=100)["attention"]
+    scalars = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars", downsample=100)[
+        "attention"
+    ]
     for layer, n_max in (("cross", 6), ("self_attn", 6), ("mha", 6)):
         entropy = scalars[f"{layer}/mean_entropy"]
         largest = scalars[f"{layer}/mean_max_weight"]
@@ -304,8 +321,7 @@ def test_scalar_summaries_per_layer(routes, logged):
         for e, w in zip(entropy, largest, strict=True):
             assert 0.0 <= e.value <= math.log(n_max) + 1e-6
             assert 1 / n_max - 1e-6 <= w.value <= 1.0 + 1e-6
-    assert not routes["nested"].provider.list_scalars(ctx, experiment_id="",
-                                                      plugin_name="scalars")
+    assert not routes["nested"].provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
 
 
 def test_reused_heatmap_figures_draw_what_attention_png_draws():
@@ -359,10 +375,20 @@ def test_training_is_identical_with_and_without_the_logger(logged, tmp_path):
     for with_logger in (False, True):
         keras.utils.set_random_seed(1)
         model = _compile(functional_model())
-        callbacks = [AttentionLogger(tmp_path, run["probe"], every_n_steps=1, images=False)
-                     ] if with_logger else []
-        history = model.fit(run["x"], run["y"], batch_size=BATCH, epochs=1, verbose=0,
-                            shuffle=False, callbacks=callbacks)
+        callbacks = (
+            [AttentionLogger(tmp_path, run["probe"], every_n_steps=1, images=False)]
+            if with_logger
+            else []
+        )
+        history = model.fit(
+            run["x"],
+            run["y"],
+            batch_size=BATCH,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=callbacks,
+        )
         results.append((history.history["loss"], model.predict(run["x"], verbose=0)))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -399,8 +425,7 @@ def test_beside_keras_tensorboard_on_the_same_log_dir(logged, tmp_path):
     routes = _Routes(tmp_path)
     assert routes.steps("cross/1") == [0, 4, 8]
     assert set(routes.get("tags")) == {"attention"}
-    scalars = routes.provider.list_scalars(_context(), experiment_id="",
-                                           plugin_name="scalars")
+    scalars = routes.provider.list_scalars(_context(), experiment_id="", plugin_name="scalars")
     assert set(scalars) == {"train", "attention"}
     assert "batch_loss" in scalars["train"] and "cross/mean_entropy" in scalars["attention"]
     assert not any("cross" in tag for tag in scalars["train"])
@@ -413,15 +438,26 @@ def test_mirrored_strategy_writes_once_per_logging_point(tmp_path):
     # Logical devices must be configured before TensorFlow initialises: a fresh process.
     worker = Path(__file__).with_name("logger_mirrored_worker.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, str(worker), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert report["event_files"] == 1
     steps = report["steps"]
-    assert set(steps) == {"attn/0", "attn/1", "attn/0/heatmap", "attn/1/heatmap",
-                          "attn/mean_entropy", "attn/mean_max_weight"}
+    assert set(steps) == {
+        "attn/0",
+        "attn/1",
+        "attn/0/heatmap",
+        "attn/1/heatmap",
+        "attn/mean_entropy",
+        "attn/mean_max_weight",
+    }
     for tag, logged_steps in steps.items():
         assert logged_steps == [0, 4, 8, 12], tag  # once each: start + 3 epochs of 4 steps
 
@@ -445,8 +481,14 @@ def _fit_fails(model, x, y, logger, error, match):
 def test_probe_that_does_not_fit_the_model(small, tmp_path):
     x, y, probe = small
     bad = {"source": probe["source"], "target": np.zeros((2, 3, 5), "float32")}
-    _fit_fails(_compile(functional_model()), x, y, AttentionLogger(tmp_path, bad),
-               ValueError, "the probe does not fit model 'functional'")
+    _fit_fails(
+        _compile(functional_model()),
+        x,
+        y,
+        AttentionLogger(tmp_path, bad),
+        ValueError,
+        "the probe does not fit model 'functional'",
+    )
     assert not (tmp_path / "attention").exists()
 
 
@@ -455,40 +497,66 @@ def test_labels_of_the_wrong_length(small, tmp_path):
     labels = [_tokens(r) for r in probe["source"]]
     labels[1] = labels[1] + ["extra"]
     logger = AttentionLogger(tmp_path, probe, input_labels=labels)
-    _fit_fails(_compile(functional_model()), x, y, logger, ValueError,
-               r"`input_labels\[1\]` has \d+ labels, but probe example 1 has a different "
-               r"number of inputs in every logged layer \(.*'cross': \d+")
+    _fit_fails(
+        _compile(functional_model()),
+        x,
+        y,
+        logger,
+        ValueError,
+        r"`input_labels\[1\]` has \d+ labels, but probe example 1 has a different "
+        r"number of inputs in every logged layer \(.*'cross': \d+",
+    )
 
 
 def test_unknown_layer_name(small, tmp_path):
     x, y, probe = small
     logger = AttentionLogger(tmp_path, probe, layers=["cross", "nope"])
-    _fit_fails(_compile(functional_model()), x, y, logger, ValueError,
-               r"`layers` names 'nope'.*'cross', 'self_attn', 'mha'")
+    _fit_fails(
+        _compile(functional_model()),
+        x,
+        y,
+        logger,
+        ValueError,
+        r"`layers` names 'nope'.*'cross', 'self_attn', 'mha'",
+    )
 
 
 def test_model_without_attention(tmp_path):
     inputs = keras.Input((3,))
     model = _compile(keras.Model(inputs, keras.layers.Dense(1)(inputs), name="plain"))
-    _fit_fails(model, np.zeros((4, 3)), np.zeros((4, 1)),
-               AttentionLogger(tmp_path, np.zeros((2, 3))), ValueError,
-               "model 'plain' has no attention layer")
+    _fit_fails(
+        model,
+        np.zeros((4, 3)),
+        np.zeros((4, 1)),
+        AttentionLogger(tmp_path, np.zeros((2, 3))),
+        ValueError,
+        "model 'plain' has no attention layer",
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         (dict(probe=None), ValueError, "`probe` is required"),
-        (dict(probe={"source": np.zeros((2, 3)), "target": np.zeros((3, 3))}), ValueError,
-         r"same number of examples; got probe\['source'\]: 2, probe\['target'\]: 3"),
-        (dict(input_labels=[["a"]]), ValueError,
-         "the probe has 2 example.*`input_labels` has 1"),
+        (
+            dict(probe={"source": np.zeros((2, 3)), "target": np.zeros((3, 3))}),
+            ValueError,
+            r"same number of examples; got probe\['source'\]: 2, probe\['target'\]: 3",
+        ),
+        (dict(input_labels=[["a"]]), ValueError, "the probe has 2 example.*`input_labels` has 1"),
         (dict(query_labels="abc"), TypeError, "one list of token strings per probe example"),
         (dict(input_labels=["abc", "de"]), TypeError, r"`input_labels\[0\]`.*list\(text\)"),
-        (dict(input_labels=[[1, 2], [3]]), TypeError, r"`input_labels\[0\]\[0\]`: expected a "
-         "string token; got int"),
-        (dict(input_labels=lambda example: 1 / 0), ValueError,
-         "`input_labels`: the callable failed on probe example 0: ZeroDivisionError"),
+        (
+            dict(input_labels=[[1, 2], [3]]),
+            TypeError,
+            r"`input_labels\[0\]\[0\]`: expected a "
+            "string token; got int",
+        ),
+        (
+            dict(input_labels=lambda example: 1 / 0),
+            ValueError,
+            "`input_labels`: the callable failed on probe example 0: ZeroDivisionError",
+        ),
         (dict(every_n_epochs=0), ValueError, "`every_n_epochs` must be a positive integer"),
         (dict(every_n_steps=2.5), ValueError, "`every_n_steps` must be a positive integer"),
         (dict(layers="cross"), TypeError, "`layers` must be a list of layer names"),

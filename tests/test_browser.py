@@ -53,8 +53,11 @@ INPUTS_10 = ["a", "white", "dog", "barks", "!"]
 QUERIES_10 = ["un", "chien", "blanc", "aboie"]
 WEIGHTS_10 = WEIGHTS_20[::-1, ::-1].copy()
 WEIGHTS_0 = np.full((4, 5), 0.2)
-STEPS = {0: (WEIGHTS_0, INPUTS_20, QUERIES_20), 10: (WEIGHTS_10, INPUTS_10, QUERIES_10),
-         20: (WEIGHTS_20, INPUTS_20, QUERIES_20)}
+STEPS = {
+    0: (WEIGHTS_0, INPUTS_20, QUERIES_20),
+    10: (WEIGHTS_10, INPUTS_10, QUERIES_10),
+    20: (WEIGHTS_20, INPUTS_20, QUERIES_20),
+}
 HEADS = np.stack([np.eye(3, 4) * 0.9 + 0.025, np.fliplr(np.eye(3, 4)) * 0.9 + 0.025])
 _big = np.random.default_rng(0).random((1024, 1024))
 BIG = _big / _big.sum(axis=1, keepdims=True)
@@ -71,13 +74,23 @@ def write_logdir(logdir: str) -> None:
             attention(TAG, weights, step=step, input_labels=inputs, query_labels=queries)
         for step in (0, 1):
             heads = HEADS if step else HEADS[::-1]
-            attention(HEADS_TAG, heads, step=step, input_labels=list("abcd"),
-                      query_labels=list("xyz"))
-        attention(LIVE_TAG, np.array([[0.25, 0.75]]), step=0, input_labels=["in0", "in1"],
-                  query_labels=["out"])
-        attention(BIG_TAG, BIG, step=0,
-                  input_labels=[f"in{i}" for i in range(1024)],
-                  query_labels=[f"q{i}" for i in range(1024)])
+            attention(
+                HEADS_TAG, heads, step=step, input_labels=list("abcd"), query_labels=list("xyz")
+            )
+        attention(
+            LIVE_TAG,
+            np.array([[0.25, 0.75]]),
+            step=0,
+            input_labels=["in0", "in1"],
+            query_labels=["out"],
+        )
+        attention(
+            BIG_TAG,
+            BIG,
+            step=0,
+            input_labels=[f"in{i}" for i in range(1024)],
+            query_labels=[f"q{i}" for i in range(1024)],
+        )
     writer.close()
 
 
@@ -149,8 +162,9 @@ def open_tab(page, server, tag: str | None = TAG):
     return frame
 
 
-def wait_painted(frame, tag: str = TAG, step: int | None = None, canvas: str = "heatmap",
-                 timeout: float = 15_000):
+def wait_painted(
+    frame, tag: str = TAG, step: int | None = None, canvas: str = "heatmap", timeout: float = 15_000
+):
     selector = f'#{canvas}[data-tag="{tag}"]'
     if step is not None:
         selector += f'[data-painted="{step}"]'
@@ -184,8 +198,9 @@ def hover_cell(page, frame, row: int, col: int, canvas: str = "heatmap") -> None
     box = frame.locator(f"#{canvas}").bounding_box()
     rows = int(frame.locator(f"#{canvas}").get_attribute("data-rows"))
     cols = int(frame.locator(f"#{canvas}").get_attribute("data-cols"))
-    page.mouse.move(box["x"] + (col + 0.5) * box["width"] / cols,
-                    box["y"] + (row + 0.5) * box["height"] / rows)
+    page.mouse.move(
+        box["x"] + (col + 0.5) * box["width"] / cols, box["y"] + (row + 0.5) * box["height"] / rows
+    )
 
 
 def canvas_pixels(frame, canvas: str = "heatmap") -> str:

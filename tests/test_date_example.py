@@ -45,8 +45,13 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _run_example(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EXAMPLES / "date_translation.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / "date_translation.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 # -- the data -----------------------------------------------------------------------------
@@ -59,20 +64,28 @@ def test_formats_spell_the_date_and_tag_every_character():
     assert third.fields == ("day",) * 3 + (None,) * 4 + ("month",) * 5 + (None,) + ("year",) * 4
     us = example.render(datetime.date(2026, 11, 25), "{M}/{D}/{Y2}")
     assert us.text == "11/25/26"
-    assert example.render(datetime.date(2026, 11, 25), "{Wkd}, {Month} {D}, {Y4}", "upper"
-                          ).text == "WEDNESDAY, NOVEMBER 25, 2026"
+    assert (
+        example.render(datetime.date(2026, 11, 25), "{Wkd}, {Month} {D}, {Y4}", "upper").text
+        == "WEDNESDAY, NOVEMBER 25, 2026"
+    )
     rng = np.random.default_rng(1)
     for written in example.random_dates(300, rng):
         date = datetime.date.fromisoformat(written.iso)
         assert len(written.fields) == len(written.text)
-        pieces = {f: "".join(c for c, g in zip(written.text, written.fields, strict=True)
-                             if g == f) for f in ("year", "month", "day")}
+        pieces = {
+            f: "".join(c for c, g in zip(written.text, written.fields, strict=True) if g == f)
+            for f in ("year", "month", "day")
+        }
         assert pieces["year"] in (f"{date.year}", f"{date.year % 100:02d}")
         if len(pieces["year"]) == 2:
             assert 1950 <= date.year <= 2049  # read with the pivot
         month_name = example.MONTHS[date.month - 1].lower()
-        assert pieces["month"].lower() in (str(date.month), f"{date.month:02d}",
-                                           month_name, month_name[:3])
+        assert pieces["month"].lower() in (
+            str(date.month),
+            f"{date.month:02d}",
+            month_name,
+            month_name[:3],
+        )
         assert re.fullmatch(rf"0?{date.day}(st|nd|rd|th)?", pieces["day"])
 
 
@@ -100,9 +113,22 @@ def test_alignment_share_counts_digits_looking_at_their_field():
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("date_example")
-    done = _run_example("--epochs", "1", "--samples", str(SAMPLES), "--test-samples", "40",
-                        "--batch-size", str(BATCH), "--logdir", str(tmp / "runs"),
-                        "--model", str(tmp / "dates.keras"), "--verbose", "0")
+    done = _run_example(
+        "--epochs",
+        "1",
+        "--samples",
+        str(SAMPLES),
+        "--test-samples",
+        "40",
+        "--batch-size",
+        str(BATCH),
+        "--logdir",
+        str(tmp / "runs"),
+        "--model",
+        str(tmp / "dates.keras"),
+        "--verbose",
+        "0",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, done.stdout
 
@@ -121,18 +147,20 @@ def test_short_run_logs_the_probe_dates_with_their_characters(short_run):
     tmp, _ = short_run
     logdir = str(tmp / "runs")
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={"attention": 0, "images": 0, "scalars": 0})
+        tensor_size_guidance={"attention": 0, "images": 0, "scalars": 0}
+    )
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
-    plugin = AttentionPlugin(base_plugin.TBContext(
-        logdir=logdir, data_provider=provider, sampling_hints={"attention": 0}))
-    client = werkzeug_test.Client(application.TensorBoardWSGI([plugin],
-                                                              data_provider=provider))
+    plugin = AttentionPlugin(
+        base_plugin.TBContext(
+            logdir=logdir, data_provider=provider, sampling_hints={"attention": 0}
+        )
+    )
+    client = werkzeug_test.Client(application.TensorBoardWSGI([plugin], data_provider=provider))
 
     def get(route, **params):
-        response = client.get(f"/data/plugin/attention/{route}?"
-                              + urllib.parse.urlencode(params))
+        response = client.get(f"/data/plugin/attention/{route}?" + urllib.parse.urlencode(params))
         assert response.status_code == 200, response.get_data(as_text=True)
         return json.loads(response.get_data())
 
@@ -158,8 +186,9 @@ def test_short_run_logs_the_probe_dates_with_their_characters(short_run):
 def test_translate_loads_the_saved_model_and_draws_the_heatmap(short_run):
     tmp, _ = short_run
     png = tmp / "march.png"
-    done = _run_example("--translate", "3rd of March 1999", "--model", str(tmp / "dates.keras"),
-                        "--png", str(png))
+    done = _run_example(
+        "--translate", "3rd of March 1999", "--model", str(tmp / "dates.keras"), "--png", str(png)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == f"attention heatmap: {png}"
@@ -169,8 +198,9 @@ def test_translate_loads_the_saved_model_and_draws_the_heatmap(short_run):
     import keras
 
     loaded = keras.saving.load_model(tmp / "dates.keras")
-    (iso,), (weights,) = example.greedy_translate(example.attention_model(loaded),
-                                                  ["3rd of March 1999"])
+    (iso,), (weights,) = example.greedy_translate(
+        example.attention_model(loaded), ["3rd of March 1999"]
+    )
     assert lines[-2] == iso and len(iso) == 10 and set(iso) <= set(example.OUTPUT_CHARS)
     assert weights.shape == (10, len("3rd of March 1999"))
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
@@ -178,12 +208,12 @@ def test_translate_loads_the_saved_model_and_draws_the_heatmap(short_run):
 
 def test_translate_errors_are_clear(tmp_path, short_run, capsys):
     tmp, _ = short_run
-    assert example.main(["--translate", "1 May 2000", "--model",
-                         str(tmp_path / "none.keras")]) == 2
+    assert example.main(["--translate", "1 May 2000", "--model", str(tmp_path / "none.keras")]) == 2
     err = capsys.readouterr().err
     assert "no trained model at" in err and "train one first" in err
-    assert example.main(["--translate", "1 May 2000 @ noon", "--model",
-                         str(tmp / "dates.keras")]) == 2
+    assert (
+        example.main(["--translate", "1 May 2000 @ noon", "--model", str(tmp / "dates.keras")]) == 2
+    )
     assert "cannot translate characters '@'" in capsys.readouterr().err
 
 
@@ -196,7 +226,11 @@ class _Demo:
     def __init__(self, *args: str):
         self.process = subprocess.Popen(
             [sys.executable, "-u", str(EXAMPLES / "demo.py"), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -229,12 +263,28 @@ class _Demo:
 
 @pytest.mark.browser
 @pytest.mark.server
-@pytest.mark.skipif(chromium_path() is None,
-                    reason="needs Chromium (apt-get install chromium; `make test`)")
+@pytest.mark.skipif(
+    chromium_path() is None, reason="needs Chromium (apt-get install chromium; `make test`)"
+)
 def test_demo_shows_a_probe_heatmap_with_its_characters_in_the_attention_tab(tmp_path):
-    demo = _Demo("--logdir", str(tmp_path / "runs"), "--port", "16006", "--epochs", "1",
-                 "--samples", "384", "--test-samples", "20", "--log-every-steps", "2",
-                 "--model", str(tmp_path / "demo.keras"), "--verbose", "2")
+    demo = _Demo(
+        "--logdir",
+        str(tmp_path / "runs"),
+        "--port",
+        "16006",
+        "--epochs",
+        "1",
+        "--samples",
+        "384",
+        "--test-samples",
+        "20",
+        "--log-every-steps",
+        "2",
+        "--model",
+        str(tmp_path / "demo.keras"),
+        "--verbose",
+        "2",
+    )
     try:
         url = demo.wait_for(r"Attention tab: (http://localhost:\d+/#attention)", 180).group(1)
         demo.wait_for(r"training done\. TensorBoard keeps serving", 300)

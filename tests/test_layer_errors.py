@@ -48,9 +48,7 @@ def test_bad_call_inputs(inputs, query, error, pattern):
 
 
 def test_more_than_one_ragged_dimension():
-    nested = tf.RaggedTensor.from_nested_row_lengths(
-        tf.zeros((6,)), [[2, 1], [1, 2, 3]]
-    )
+    nested = tf.RaggedTensor.from_nested_row_lengths(tf.zeros((6,)), [[2, 1], [1, 2, 3]])
     assert nested.ragged_rank == 2
     with pytest.raises(ValueError, match=r"`inputs` may have one ragged dimension.*ragged_rank=2"):
         SequenceAttention()(nested, Q[:, :, :1])

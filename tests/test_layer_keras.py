@@ -63,8 +63,9 @@ def test_symbolic_shapes_dense_and_ragged():
 def ragged_model(scoring):
     inputs = keras.Input((None, 3), ragged=True, name="inputs")
     query = keras.Input((None, 2), ragged=True, name="query")
-    out, w = SequenceAttention(scoring, mask=("causal", 2), score_rescaling="length_sqrt",
-                               name="attention")(inputs, query, return_attention_scores=True)
+    out, w = SequenceAttention(
+        scoring, mask=("causal", 2), score_rescaling="length_sqrt", name="attention"
+    )(inputs, query, return_attention_scores=True)
     return keras.Model([inputs, query], [out, w])
 
 
@@ -81,10 +82,10 @@ def masked_model(scoring):
 def ragged_data():
     rng = np.random.default_rng(1)
     in_len, q_len = [3, 1, 4], [2, 2, 1]
-    e = tf.RaggedTensor.from_row_lengths(rng.normal(size=(sum(in_len), 3)).astype("float32"),
-                                         in_len)
-    q = tf.RaggedTensor.from_row_lengths(rng.normal(size=(sum(q_len), 2)).astype("float32"),
-                                         q_len)
+    e = tf.RaggedTensor.from_row_lengths(
+        rng.normal(size=(sum(in_len), 3)).astype("float32"), in_len
+    )
+    q = tf.RaggedTensor.from_row_lengths(rng.normal(size=(sum(q_len), 2)).astype("float32"), q_len)
     return e, q
 
 
@@ -102,8 +103,11 @@ def test_save_and_load_round_trip(tmp_path, scoring):
     model.save(path)
     loaded = keras.models.load_model(path)  # no custom_objects: the layer is registered
     after = loaded(data)
-    for a, b in zip(tf.nest.flatten(before, expand_composites=True),
-                    tf.nest.flatten(after, expand_composites=True), strict=True):
+    for a, b in zip(
+        tf.nest.flatten(before, expand_composites=True),
+        tf.nest.flatten(after, expand_composites=True),
+        strict=True,
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     config = next(x for x in loaded.layers if isinstance(x, SequenceAttention)).get_config()
     original = next(x for x in model.layers if isinstance(x, SequenceAttention)).get_config()
@@ -113,8 +117,15 @@ def test_save_and_load_round_trip(tmp_path, scoring):
 
 
 def test_config_round_trip():
-    layer = SequenceAttention("additive", units=7, mask=("causal", 3),
-                              score_rescaling="dim_sqrt", dropout=0.25, seed=4, name="att")
+    layer = SequenceAttention(
+        "additive",
+        units=7,
+        mask=("causal", 3),
+        score_rescaling="dim_sqrt",
+        dropout=0.25,
+        seed=4,
+        name="att",
+    )
     clone = SequenceAttention.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert clone.attention_mask == ("causal", 3) and clone.units == 7
@@ -128,7 +139,8 @@ def test_fit_on_a_dataset_of_ragged_batches():
     inputs = tf.RaggedTensor.from_row_lengths(values, lengths)
     q_lengths = rng.integers(1, 4, size=count)
     query = tf.RaggedTensor.from_row_lengths(
-        rng.normal(size=(int(q_lengths.sum()), 3)).astype("float32"), q_lengths)
+        rng.normal(size=(int(q_lengths.sum()), 3)).astype("float32"), q_lengths
+    )
     target = rng.normal(size=(count, 1)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices(((inputs, query), target)).batch(8)
 

@@ -45,8 +45,14 @@ def test_padded_and_masked_matches_reference(scoring, mask, rescaling):
     causal = mask is not None
     window = mask[1] if isinstance(mask, tuple) else None
     ref_out, ref_w = attend_batch(
-        e, q, score_fn_for(layer), INPUT_LENGTHS, QUERY_LENGTHS,
-        causal=causal, window=window, rescaling=rescaling,
+        e,
+        q,
+        score_fn_for(layer),
+        INPUT_LENGTHS,
+        QUERY_LENGTHS,
+        causal=causal,
+        window=window,
+        rescaling=rescaling,
     )
     np.testing.assert_allclose(w, ref_w, atol=2e-6)
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=2e-5)
@@ -66,8 +72,9 @@ def test_ragged_equals_examples_one_at_a_time(scoring, mask):
     n_max = max(INPUT_LENGTHS)
     for b in range(BATCH):
         ni, mi = INPUT_LENGTHS[b], QUERY_LENGTHS[b]
-        single_out, single_w = layer(e[b : b + 1, :ni], q[b : b + 1, :mi],
-                                     return_attention_scores=True)
+        single_out, single_w = layer(
+            e[b : b + 1, :ni], q[b : b + 1, :mi], return_attention_scores=True
+        )
         np.testing.assert_allclose(out[b].numpy(), single_out[0], rtol=1e-5, atol=1e-6)
         wb = w[b].numpy()
         assert wb.shape == (mi, n_max)
@@ -96,7 +103,9 @@ def test_implicit_keras_masks_from_embedding():
     layer = SequenceAttention("dot")
     out, w = layer(embedding(ids_in), embedding(ids_q), return_attention_scores=True)
     explicit_out, explicit_w = layer(
-        embedding(ids_in), embedding(ids_q), mask=[ids_in != 0, ids_q != 0],
+        embedding(ids_in),
+        embedding(ids_q),
+        mask=[ids_in != 0, ids_q != 0],
         return_attention_scores=True,
     )
     np.testing.assert_allclose(w, explicit_w)
@@ -142,10 +151,12 @@ def test_custom_scoring_net_matches_named_additive():
     named_out = named(e, q, mask=[in_mask, q_mask])
     pair_e = keras.Input((4,), name="input")
     pair_q = keras.Input((3,), name="query")
-    hidden = keras.layers.Add()([
-        keras.layers.Dense(5, use_bias=False, name="w1")(pair_e),
-        keras.layers.Dense(5, use_bias=False, name="w2")(pair_q),
-    ])
+    hidden = keras.layers.Add()(
+        [
+            keras.layers.Dense(5, use_bias=False, name="w1")(pair_e),
+            keras.layers.Dense(5, use_bias=False, name="w2")(pair_q),
+        ]
+    )
     score = keras.layers.Dense(1, use_bias=False, name="v")(keras.layers.Activation("tanh")(hidden))
     net = keras.Model({"input": pair_e, "query": pair_q}, score)
     net.get_layer("w1").set_weights([named.scorer.input_kernel.numpy()])
@@ -237,8 +248,9 @@ def test_gradients_match_finite_differences(scoring):
     q = rng.normal(size=(2, 3, 2))
     in_mask = np.array([[True, True, True], [True, True, False]])
     q_mask = np.array([[True, True, True], [True, False, False]])
-    layer = SequenceAttention(scoring, mask="causal", score_rescaling="length_sqrt",
-                              dtype="float64")
+    layer = SequenceAttention(
+        scoring, mask="causal", score_rescaling="length_sqrt", dtype="float64"
+    )
     layer(e, q, mask=[in_mask, q_mask])
     probe = rng.normal(size=(2, 3, 2))
 
@@ -292,7 +304,7 @@ def test_skewed_ragged_batch_split_in_groups_equals_padded(mask):
     layer = SequenceAttention("bilinear", mask=mask, score_rescaling="length_sqrt")
     with tf.GradientTape() as tape:
         out, w = layer(re, rq, return_attention_scores=True)
-        ragged_loss = tf.reduce_sum(out.flat_values ** 2) + tf.reduce_sum(w.flat_values)
+        ragged_loss = tf.reduce_sum(out.flat_values**2) + tf.reduce_sum(w.flat_values)
     ragged_grads = tape.gradient(ragged_loss, layer.trainable_variables)
     with tf.GradientTape() as tape:
         dense_out, dense_w = layer(e, q, mask=[in_mask, q_mask], return_attention_scores=True)
@@ -305,5 +317,6 @@ def test_skewed_ragged_batch_split_in_groups_equals_padded(mask):
     for got, expected in zip(ragged_grads, dense_grads, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     compiled = tf.function(lambda a, b: layer(a, b))(re, rq)
-    np.testing.assert_allclose(compiled.to_tensor(shape=(7, 20, 4)), dense_out, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        compiled.to_tensor(shape=(7, 20, 4)), dense_out, rtol=1e-5, atol=1e-6
+    )

@@ -70,7 +70,9 @@ def test_png_bytes():
 def test_seed_example_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "seed_example.py"), "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "It is 4 x 2" in done.stdout and "they match." in done.stdout

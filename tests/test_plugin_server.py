@@ -67,8 +67,11 @@ def test_plugins_listing_shows_attention_enabled(server):
 def test_tags(server):
     tags = server.get_json(PREFIX + "tags")
     assert tags["train"]["encoder/attn/0"] == {
-        "description": "probe example 0", "max_step": 10, "num_steps": 3,
-        "shape": [1, 3, 1], "heads": 1,
+        "description": "probe example 0",
+        "max_step": 10,
+        "num_steps": 3,
+        "shape": [1, 3, 1],
+        "heads": 1,
     }
     assert tags["train"]["decoder/heads/0"]["shape"] == [2, 3, 4]
     assert tags["train"]["long/0"]["num_steps"] == 12  # --samples_per_plugin attention=0

@@ -41,9 +41,7 @@ def logs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def provider(logs):
     # The loader keeps every step; what the plugin asks for is then its own choice.
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={"attention": 0}
-    )
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 0})
     multiplexer.AddRunsFromDirectory(logs.logdir)
     multiplexer.Reload()
     return data_provider.MultiplexerDataProvider(multiplexer, logs.logdir)
@@ -51,7 +49,8 @@ def provider(logs):
 
 def _client(provider, logdir, sampling_hints=None, static_dir=None) -> werkzeug_test.Client:
     context = base_plugin.TBContext(
-        logdir=logdir, data_provider=provider,
+        logdir=logdir,
+        data_provider=provider,
         sampling_hints=sampling_hints if sampling_hints is not None else {"attention": 0},
     )
     plugin = AttentionPlugin(context, static_dir=static_dir)
@@ -84,7 +83,8 @@ def test_plugins_listing_shows_the_plugin_enabled_with_its_es_module(client):
     assert entry["enabled"] is True
     assert entry["tab_name"] == "Attention"
     assert entry["loading_mechanism"] == {
-        "type": "IFRAME", "module_path": "/data/plugin/attention/index.js"
+        "type": "IFRAME",
+        "module_path": "/data/plugin/attention/index.js",
     }
 
 
@@ -92,10 +92,19 @@ def test_tags_lists_runs_and_tags_with_latest_shape(client, logs):
     tags = _json(client, "tags")
     assert {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS
     encoder = tags["train"]["encoder/attn/0"]
-    assert encoder == {"description": "probe example 0", "max_step": 10, "num_steps": 3,
-                       "shape": [1, 3, 1], "heads": 1}
+    assert encoder == {
+        "description": "probe example 0",
+        "max_step": 10,
+        "num_steps": 3,
+        "shape": [1, 3, 1],
+        "heads": 1,
+    }
     assert tags["train"]["decoder/heads/0"] == {
-        "description": "", "max_step": 1, "num_steps": 2, "shape": [2, 3, 4], "heads": 2
+        "description": "",
+        "max_step": 1,
+        "num_steps": 2,
+        "shape": [2, 3, 4],
+        "heads": 2,
     }
     assert tags["train"]["long/0"]["num_steps"] == 12
     assert "scalars_only" not in tags
@@ -157,8 +166,7 @@ def test_heads_are_kept(client, logs):
 def test_matrix_binary_layout(client, logs):
     for tag in ("encoder/attn/0", "decoder/heads/0", "edges/0"):
         for w in logs.written["train"][tag]:
-            response = _get(client, "matrix", run="train", tag=tag, step=w.step,
-                            format="binary")
+            response = _get(client, "matrix", run="train", tag=tag, step=w.step, format="binary")
             assert response.status_code == 200
             assert response.mimetype == "application/octet-stream"
             header, values = parse_binary(response.get_data())
@@ -177,14 +185,15 @@ def test_matrix_csv_export(client, logs):
             assert response.status_code == 200
             assert response.mimetype == "text/csv"
             disposition = response.headers["Content-Disposition"]
-            assert disposition.startswith("attachment; filename=\"attention_train_")
+            assert disposition.startswith('attachment; filename="attention_train_')
             assert disposition.endswith(f'step{w.step}.csv"')
             check_csv(response.get_data(as_text=True), w)
 
 
 def test_gzip_is_used_when_accepted(client):
-    response = client.get(PREFIX + "matrix?run=train&tag=long/0",
-                          headers={"Accept-Encoding": "gzip"})
+    response = client.get(
+        PREFIX + "matrix?run=train&tag=long/0", headers={"Accept-Encoding": "gzip"}
+    )
     assert response.status_code == 200
     assert response.headers["Content-Encoding"] == "gzip"
 
@@ -280,8 +289,7 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("path,status", BAD_REQUESTS,
-                         ids=[p[:60] for p, _ in BAD_REQUESTS])
+@pytest.mark.parametrize("path,status", BAD_REQUESTS, ids=[p[:60] for p, _ in BAD_REQUESTS])
 def test_bad_requests_get_a_json_4xx(static_client, path, status):
     response = static_client.get(PREFIX + path)
     assert response.status_code == status, response.get_data()[:300]
@@ -297,8 +305,7 @@ def test_error_messages_name_the_parameter_and_what_came(client):
     assert "'step'" in body["error"] and "integer" in body["error"] and "'abc'" in body["error"]
     body = json.loads(_get(client, "matrix", run="train", tag="long/0", step=99).get_data())
     assert "no step 99" in body["error"] and "from 0 to 11" in body["error"]
-    body = json.loads(_get(client, "matrix", run="train", tag="long/0",
-                           format="xml").get_data())
+    body = json.loads(_get(client, "matrix", run="train", tag="long/0", format="xml").get_data())
     assert "'format'" in body["error"] and "json, binary, csv" in body["error"]
     body = json.loads(_get(client, "steps", run="train").get_data())
     assert "'tag'" in body["error"]
@@ -378,9 +385,7 @@ def test_a_step_dropped_by_the_loader_after_listing_is_looked_up_again(tmp_path)
         writer.flush()
 
     # The Python loader keeps at most 2 steps of a tag (a reservoir, always the latest).
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={"attention": 2}
-    )
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 2})
     multiplexer.AddRunsFromDirectory(logdir)
     log([0, 1])
     multiplexer.Reload()

@@ -29,8 +29,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def _events(logdir: str) -> list:
     """All events with a summary value, from every event file under `logdir`."""
     events = []
-    for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"),
-                               recursive=True)):
+    for path in sorted(
+        glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)
+    ):
         for event in event_file_loader.EventFileLoader(path).Load():
             if event.HasField("summary"):
                 events.append(event)
@@ -89,8 +90,12 @@ def test_header_is_json_and_values_are_zlib_float16_little_endian():
     header_blob, values_blob = codec.encode(weights, ["a", "b"], ["x", "y"])
     header = json.loads(header_blob)
     assert header == {
-        "version": 1, "shape": [2, 2], "dtype": "<f2", "compression": "zlib",
-        "input_labels": ["a", "b"], "query_labels": ["x", "y"],
+        "version": 1,
+        "shape": [2, 2],
+        "dtype": "<f2",
+        "compression": "zlib",
+        "input_labels": ["a", "b"],
+        "query_labels": ["x", "y"],
     }
     assert zlib.decompress(values_blob) == weights.astype("<f2").tobytes()
 
@@ -98,8 +103,7 @@ def test_header_is_json_and_values_are_zlib_float16_little_endian():
 def test_bytes_labels_and_tensors_are_accepted(tmp_path):
     weights = tf.constant([[0.5, 0.5]], dtype=tf.bfloat16)
     labels = tf.constant(["α", "β"])
-    assert _write(str(tmp_path), "t", weights, step=0, input_labels=labels,
-                  query_labels=[b"q"])
+    assert _write(str(tmp_path), "t", weights, step=0, input_labels=labels, query_labels=[b"q"])
     (event,) = _events(str(tmp_path))
     header, values = codec.decode(*event.summary.value[0].tensor.string_val)
     assert header.input_labels == ("α", "β") and header.query_labels == ("q",)
@@ -129,8 +133,11 @@ BAD_CALLS = [
     ({"weights": np.ones(4)}, ValueError, ["weights", "(queries, inputs)", "rank 1"]),
     ({"weights": np.ones((2, 2, 2, 2))}, ValueError, ["weights", "rank 4"]),
     ({"weights": np.ones((0, 3))}, ValueError, ["weights", "at least one", "(0, 3)"]),
-    ({"weights": np.zeros((2049, 2048), np.float16)}, ValueError,
-     ["weights", "at most 4194304", "(2049, 2048)"]),
+    (
+        {"weights": np.zeros((2049, 2048), np.float16)},
+        ValueError,
+        ["weights", "at most 4194304", "(2049, 2048)"],
+    ),
     ({"weights": np.array([[0.5, np.nan]])}, ValueError, ["weights", "finite", "nan", "(0, 1)"]),
     ({"weights": np.array([[np.inf, 0.5]])}, ValueError, ["weights", "finite", "inf"]),
     ({"weights": np.array([[1e6, 0.5]])}, ValueError, ["weights", "float16", "65504"]),
@@ -175,8 +182,14 @@ def test_symbolic_tensor_is_refused_with_advice():
 
 
 def _header(**changes) -> bytes:
-    header = {"version": 1, "shape": [1, 2], "dtype": "<f2", "compression": "zlib",
-              "input_labels": ["a", "b"], "query_labels": ["q"]}
+    header = {
+        "version": 1,
+        "shape": [1, 2],
+        "dtype": "<f2",
+        "compression": "zlib",
+        "input_labels": ["a", "b"],
+        "query_labels": ["q"],
+    }
     header.update(changes)
     return json.dumps(header).encode()
 
@@ -272,8 +285,10 @@ def test_bytes_per_128x128_matrix_vs_stock_image_summary(tmp_path, kind):
     image = _bytes_on_disk(
         tmp_path, "image", lambda: tf.summary.image("m", _viridis_rgb(weights)[None], step=0)
     )
-    print(f"\n{kind} 128x128: attention summary {ours} B, stock image summary {image} B, "
-          f"ratio {ours / image:.2f}")
+    print(
+        f"\n{kind} 128x128: attention summary {ours} B, stock image summary {image} B, "
+        f"ratio {ours / image:.2f}"
+    )
     # float16 is 2 bytes a value before compression; labels and framing add little.
     assert ours < 128 * 128 * 2 + 2048
     # Against an RGB image of the same matrix (3 bytes a pixel raw), which keeps only
