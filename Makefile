@@ -18,8 +18,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# PyPI's default torch wheel for Linux brings several GB of CUDA libraries; the tests
+# need only the CPU build. Where pip can find the CPU wheel (these machines keep one in
+# their wheel folder) take it, else fall back to what PyPI gives.
+TORCH_CPU ?= torch==2.13.0
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet '$(TORCH_CPU)' || $(PY) -m pip install --quiet torch
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -31,12 +37,18 @@ browser:
 	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	else $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium fonts-dejavu-core; fi
 
+# The whole suite on TensorFlow, then the tests marked `all_backends` on JAX and on
+# PyTorch (tests/conftest.py); each pass prints how long it took.
 test: install browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m ruff format --check .
+	KERAS_BACKEND=tensorflow $(PY) -m pytest
+	KERAS_BACKEND=jax $(PY) -m pytest -m all_backends
+	KERAS_BACKEND=torch $(PY) -m pytest -m all_backends
 
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 demo: install
 	$(PY) examples/demo.py --logdir $(LOGDIR) --port $(PORT) $(if $(EPOCHS),--epochs $(EPOCHS),)
