@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
 from keras_seqattn import sequences
+from keras_seqattn.runtime_checks import check_same_size
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net
 from keras_seqattn.sequences import set_keras_mask
 
 RESCALINGS = (None, "length_sqrt", "dim_sqrt")
 
 
+# The largest causal window: positions are int32 on every backend, so a wider window
+# sees exactly what this one sees (use "causal" for no window at all).
+MAX_WINDOW = 2**31 - 1
+
+
 def _parse_mask_option(mask):
-    """`None | "causal" | ("causal", window)` -> `(causal, window)`."""
+    """`None | "causal" | ("causal", window)` -> `(causal, window)`.
+
+    The window may be any integral number (Python or NumPy int), 1 <= window <= 2**31 - 1.
+    """
     if mask is None:
         return False, None
     if isinstance(mask, str) and mask == "causal":
         return True, None
-    if (
-        isinstance(mask, (list, tuple))
-        and len(mask) == 2
-        and mask[0] == "causal"
-        and isinstance(mask[1], int)
-        and not isinstance(mask[1], bool)
-        and mask[1] >= 1
-    ):
-        return True, int(mask[1])
+    if isinstance(mask, (list, tuple)) and len(mask) == 2 and mask[0] == "causal":
+        window = mask[1]
+        if not isinstance(window, numbers.Integral) or isinstance(window, (bool, np.bool_)):
+            raise TypeError(
+                "The window of `mask=('causal', window)` must be an integer (int or a NumPy "
+                f"integer); got {type(window).__name__}: {window!r}."
+            )
+        if not 1 <= int(window) <= MAX_WINDOW:
+            raise ValueError(
+                "The window of `mask=('causal', window)` must be in [1, 2**31 - 1] (the "
+                f"number of inputs each query sees, itself included); got {int(window)}. "
+                "Use mask='causal' for no window."
+            )
+        return True, int(window)
     raise ValueError(
         "`mask` must be None, 'causal' or ('causal', window) with an integer window >= 1; "
         f"got {mask!r}. (Padding masks go to call(): layer(inputs, query, mask=[...]).)"
@@ -140,6 +155,22 @@ class SequenceAttention(layers.Layer):
         # ragged tensor or an int tensor would otherwise fail with a vaguer message.
         sequences.check_sequence(inputs, "inputs")
         sequences.check_sequence(query, "query")
+        mask = kwargs.get("mask")
+        if isinstance(mask, (list, tuple)) and len(mask) == 2:
+            for index, (each, of) in enumerate(zip(mask, ("inputs", "query"), strict=True)):
+                if each is not None:
+                    sequences.check_mask_type(each, f"mask[{index}]", of)
+        if self.built:
+            for name, x, size in (
+                ("inputs", inputs, self._input_dim),
+                ("query", query, self._query_dim),
+            ):
+                if x.shape[-1] != size:
+                    raise ValueError(
+                        f"This SequenceAttention layer ({self.name!r}) was built for `{name}` "
+                        f"of feature size {size}; got shape {tuple(x.shape)}. A layer's "
+                        "weights fix its sizes: use a new layer for other sizes."
+                    )
         return super().__call__(inputs, query, *args, **kwargs)
 
     @property
@@ -192,6 +223,18 @@ class SequenceAttention(layers.Layer):
                 "batch of pairs of shape (None, d)."
             )
 
+    def _check_custom_scores(self, scores, pairs):
+        """A custom net declares its output shape when built; check what it really gives."""
+        shape = tuple(getattr(scores, "shape", ()))
+        message = (
+            f"The custom scoring net {self.scorer.name!r} must return one score per (input, "
+            f"query) pair: shape (pairs, 1) or (pairs,) for a batch of pairs; it returned "
+            f"shape {shape} for {pairs} pairs. Check its call() (and compute_output_shape)."
+        )
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+            raise ValueError(message)
+        return check_same_size(scores, ops.shape(scores)[0], pairs, message)
+
     @property
     def scoring_net(self) -> Model:
         """The scoring net as a Keras model, sharing its weights with this layer.
@@ -230,6 +273,7 @@ class SequenceAttention(layers.Layer):
                 "query": ops.reshape(pairs_q, (-1, self._query_dim)),
             }
         )
+        scores = self._check_custom_scores(scores, batch * m * n)
         scores = ops.reshape(scores, (batch, m, n))
         return ops.cast(
             scores, "float64" if sequences.dtype_name(scores) == "float64" else "float32"
@@ -276,7 +320,7 @@ class SequenceAttention(layers.Layer):
         training=None,
     ):
         # `inputs` and `query` were checked by __call__, before Keras built the layer.
-        inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
+        inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask, inputs, query)
         if sequences.is_ragged(inputs) or sequences.is_ragged(query):
             return sequences.ragged_support().attend(
                 self._attend,
@@ -287,6 +331,12 @@ class SequenceAttention(layers.Layer):
                 return_attention_scores,
                 training,
             )
+        query = check_same_size(
+            query,
+            ops.shape(query)[0],
+            ops.shape(inputs)[0],
+            "`inputs` and `query` must have the same batch size; batches are not broadcast.",
+        )
         outputs, weights = self._attend(
             inputs, query, inputs_mask, query_mask, return_attention_scores, training
         )
@@ -305,6 +355,14 @@ class SequenceAttention(layers.Layer):
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
+        # Padding holds anything (NaN, inf): zero it, so that it reaches neither the
+        # scores nor the output, nor any gradient (weight 0 times NaN would be NaN).
+        if inputs_mask is not None:
+            inputs = ops.where(
+                ops.expand_dims(inputs_mask, -1), inputs, ops.zeros((), inputs.dtype)
+            )
+        if query_mask is not None:
+            query = ops.where(ops.expand_dims(query_mask, -1), query, ops.zeros((), query.dtype))
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
         scores = self._rescale(scores, visible, n)
@@ -321,7 +379,7 @@ class SequenceAttention(layers.Layer):
     def _and(a, b):
         return b if a is None else ops.logical_and(a, b)
 
-    def _merge_masks(self, inputs_mask, query_mask, mask):
+    def _merge_masks(self, inputs_mask, query_mask, mask, inputs, query):
         if mask is not None:
             if not isinstance(mask, (list, tuple)) or len(mask) != 2:
                 raise ValueError(
@@ -329,10 +387,19 @@ class SequenceAttention(layers.Layer):
                     f"None); got {type(mask).__name__}"
                     f"{' of length ' + str(len(mask)) if isinstance(mask, (list, tuple)) else ''}."
                 )
-            inputs_mask = self._and(inputs_mask, sequences.check_mask(mask[0], "mask[0]"))
-            query_mask = self._and(query_mask, sequences.check_mask(mask[1], "mask[1]"))
-        inputs_mask = sequences.check_mask(inputs_mask, "inputs_mask")
-        query_mask = sequences.check_mask(query_mask, "query_mask")
+            inputs_mask = self._and(
+                sequences.check_mask(inputs_mask, "the Keras mask of inputs", inputs, "inputs"),
+                sequences.check_mask(mask[0], "mask[0]", inputs, "inputs"),
+            )
+            query_mask = self._and(
+                sequences.check_mask(query_mask, "the Keras mask of query", query, "query"),
+                sequences.check_mask(mask[1], "mask[1]", query, "query"),
+            )
+            return inputs_mask, query_mask
+        inputs_mask = sequences.check_mask(
+            inputs_mask, "the Keras mask of inputs", inputs, "inputs"
+        )
+        query_mask = sequences.check_mask(query_mask, "the Keras mask of query", query, "query")
         return inputs_mask, query_mask
 
     @staticmethod
