@@ -7,7 +7,12 @@ rather than against itself.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def score_fn_for(layer):
@@ -15,12 +20,12 @@ def score_fn_for(layer):
     if layer.scoring == "dot":
         return lambda e, q: float(q @ e)
     if layer.scoring == "bilinear":
-        kernel = np.asarray(layer.scorer.kernel.numpy(), np.float64)  # (d2, d1)
+        kernel = np.asarray(to_numpy(layer.scorer.kernel), np.float64)  # (d2, d1)
         return lambda e, q: float(q @ (kernel @ e))
     if layer.scoring == "additive":
-        w1 = np.asarray(layer.scorer.input_kernel.numpy(), np.float64)
-        w2 = np.asarray(layer.scorer.query_kernel.numpy(), np.float64)
-        v = np.asarray(layer.scorer.score_vector.numpy(), np.float64)
+        w1 = np.asarray(to_numpy(layer.scorer.input_kernel), np.float64)
+        w2 = np.asarray(to_numpy(layer.scorer.query_kernel), np.float64)
+        v = np.asarray(to_numpy(layer.scorer.score_vector), np.float64)
         return lambda e, q: float(v @ np.tanh(e @ w1 + q @ w2))
     raise ValueError(f"no NumPy reference for {layer.scoring!r}")
 
