@@ -29,14 +29,35 @@ def dtype_name(x) -> str:
     return getattr(dtype, "name", str(dtype))
 
 
-def check_sequence(x, name: str) -> None:
-    """Raises a clear error unless `x` is a float (batch, time, features) sequence."""
+_LAYOUTS = {3: "(batch, time, features)", 4: "(batch, time, heads, features)"}
+
+
+def rank_message(name: str, shape: tuple, rank: int) -> str:
+    """The error for a sequence of the wrong rank (3 without heads, 4 with them)."""
+    if len(shape) == rank and shape[-1] is None:
+        return f"The feature size (last axis) of `{name}` must be known; got shape {shape}."
+    message = f"`{name}` must have rank {rank}, {_LAYOUTS[rank]}"
+    if rank == 4:
+        message += " with multi_head=True"
+    message += f"; got shape {shape} (rank {len(shape)})."
+    if rank == 4 and len(shape) == 3:
+        message += (
+            " Split the features into heads (e.g. with keras.layers.EinsumDense or "
+            "ops.reshape), or use multi_head=False."
+        )
+    elif rank == 3 and len(shape) == 4:
+        message += " For a head axis (axis 2), use SequenceAttention(multi_head=True)."
+    return message
+
+
+def check_sequence(x, name: str, rank: int = 3) -> None:
+    """Raises a clear error unless `x` is a float sequence of `rank` (3, or 4 with heads)."""
     if x is None:
-        raise ValueError(f"`{name}` is required: a (batch, time, features) float sequence.")
+        raise ValueError(f"`{name}` is required: a {_LAYOUTS[rank]} float sequence.")
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(
             f"`{name}` must be a tensor, a tf.RaggedTensor or an array of shape "
-            f"(batch, time, features); got {type(x).__name__}."
+            f"{_LAYOUTS[rank]}; got {type(x).__name__}."
         )
     if isinstance(x, tf.RaggedTensor) and x.ragged_rank != 1:
         raise ValueError(
@@ -45,15 +66,8 @@ def check_sequence(x, name: str) -> None:
             "`tf.RaggedTensor.from_row_lengths(values, lengths)` on a (total, features) tensor."
         )
     shape = tuple(x.shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"`{name}` must have rank 3, (batch, time, features); got shape {shape} "
-            f"(rank {len(shape)})."
-        )
-    if shape[-1] is None:
-        raise ValueError(
-            f"The feature size (last axis) of `{name}` must be known; got shape {shape}."
-        )
+    if len(shape) != rank or shape[-1] is None:
+        raise ValueError(rank_message(name, shape, rank))
     if dtype_name(x) not in _FLOAT_DTYPES:
         raise TypeError(
             f"`{name}` must be a float tensor ({', '.join(_FLOAT_DTYPES)}); got dtype "
@@ -96,7 +110,7 @@ def to_padded(x):
     positions = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(x.row_starts(), rows)
     index = rows * longest + positions
     dense = _pad(x.flat_values, x.row_splits, index)
-    dense.set_shape([x.shape[0], None, x.shape[-1]])
+    dense.set_shape([x.shape[0], None, *x.shape[2:]])
     return dense, lengths, index
 
 
@@ -161,6 +175,19 @@ def to_ragged_like(dense, like, index):
     as a ragged tensor with `like`'s row partition (nothing to rebuild or validate).
     """
     return like.with_flat_values(_unpad(dense, like.row_splits, index))
+
+
+def heads_to_ragged(weights, lengths):
+    """Multi-head weights (batch, h, m, n), padded on the query axis m, as a ragged tensor
+    of shape (batch, h, (m), n): a uniform head axis, then the query axis ragged with each
+    example's `lengths` (int, (batch,)) in every head."""
+    heads = weights.shape[1]
+    if heads is None:
+        heads = tf.shape(weights)[1]
+    shape = tf.shape(weights)
+    flat = tf.reshape(weights, tf.concat([[-1], shape[2:]], 0))  # (batch * h, m, n)
+    per_head = tf.RaggedTensor.from_tensor(flat, lengths=tf.repeat(lengths, heads))
+    return tf.RaggedTensor.from_uniform_row_length(per_head, heads)
 
 
 def check_mask(mask, name: str):
