@@ -113,6 +113,7 @@ def test_multi_head_equals_single_head_layers_on_the_kernel_slices(scoring):
         out_k, w_k = single(
             e[:, :, k], q[:, :, k], v[:, :, k], mask=[in_mask, q_mask], return_attention_scores=True
         )
+        w_k, out_k = ops.convert_to_numpy(w_k), ops.convert_to_numpy(out_k)
         np.testing.assert_allclose(ops.convert_to_numpy(w)[:, k], w_k, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(ops.convert_to_numpy(out)[:, :, k], out_k, rtol=1e-5, atol=1e-6)
 
@@ -148,9 +149,14 @@ def test_dot_dim_sqrt_equals_the_attention_inside_multi_head_attention(masked):
     ours, our_w = layer(
         k, q, v, mask=[key_mask, None] if masked else None, return_attention_scores=True
     )
-    np.testing.assert_allclose(ops.convert_to_numpy(our_w), their_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        ops.convert_to_numpy(mha._output_dense(ours)), theirs, rtol=1e-5, atol=1e-5
+        ops.convert_to_numpy(our_w), ops.convert_to_numpy(their_w), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(mha._output_dense(ours)),
+        ops.convert_to_numpy(theirs),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -419,3 +425,31 @@ def test_jit_compile_with_heads_and_value():
     compiled = tf.function(lambda *a: layer(a[0], a[1], a[2], mask=[a[3], a[4]]), jit_compile=True)
     out = compiled(*(tf.constant(x) for x in (e, q, v, in_mask, q_mask)))
     np.testing.assert_allclose(out, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("heads", [False, True])
+def test_skewed_ragged_batch_with_values_split_in_groups_equals_padded(heads):
+    # Mostly short examples and one long one: the ragged path attends in two groups
+    # (keras_seqattn.ragged); with values and heads, the same numbers as padded and masked.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(11)
+    in_len = [2, 3, 1, 2, 0, 3, 24]
+    q_len = [1, 2, 2, 3, 1, 2, 20]
+    head = (H,) if heads else ()
+    e = rng.normal(size=(7, 24, *head, 4)).astype("float32")
+    v = rng.normal(size=(7, 24, *head, 5)).astype("float32")
+    q = rng.normal(size=(7, 20, *head, 4)).astype("float32")
+    in_mask = np.arange(24)[None, :] < np.array(in_len)[:, None]
+    q_mask = np.arange(20)[None, :] < np.array(q_len)[:, None]
+    re, rv = (tf.RaggedTensor.from_tensor(x, lengths=in_len) for x in (e, v))
+    rq = tf.RaggedTensor.from_tensor(q, lengths=q_len)
+    layer = SequenceAttention("bilinear", mask="causal", multi_head=heads)
+    dense_out, dense_w = layer(e, q, v, mask=[in_mask, q_mask], return_attention_scores=True)
+    for run in (layer, tf.function(layer)):
+        out, w = run(re, rq, rv, return_attention_scores=True)
+        assert out.row_lengths().numpy().tolist() == q_len
+        np.testing.assert_allclose(
+            out.to_tensor(shape=dense_out.shape), dense_out, rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(w.to_tensor(shape=dense_w.shape), dense_w, atol=1e-6)
