@@ -150,6 +150,11 @@ def _unreadable(run: str, tag: str, step: int, err: Exception | str) -> _Request
     )
 
 
+def _version_of(series) -> tuple[int, float]:
+    """What changes in a tag's listing when its data does."""
+    return (series.max_step, series.max_wall_time)
+
+
 def _version_problem(content: bytes) -> str | None:
     """Why a tag's plugin content is not readable by this plugin, or None when it is."""
     try:
@@ -220,6 +225,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # Blob references of the steps seen in recent listings, {(experiment, run, tag):
         # {step: datum}}, so that `matrix` for a known step skips a listing round trip.
         self._known: dict[tuple[str, str, str], dict[int, Any]] = {}
+        # The listing's (max_step, max_wall_time) of each tag when its steps above were
+        # read: while the listing says the same, those steps are still what the loader
+        # holds, and `tags` and `overview` need not read them again (at 24 layers x 2
+        # examples x 500 steps, reading them takes seconds).
+        self._versions: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._known_lock = threading.Lock()
         # Decoded headers of the latest steps, by blob key (oldest first, bounded).
         self._headers: dict[tuple[str, float], codec.Header | Exception] = {}
@@ -276,9 +286,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
                     key = (experiment, run, tag)
                     self._known.pop(key, None)  # re-inserted: now the most recent
                     self._known[key] = {datum.step: datum for datum in series}
+                    self._versions.pop(key, None)
             total = sum(len(steps) for steps in self._known.values())
             while total > MAX_REMEMBERED_STEPS and len(self._known) > 1:
-                total -= len(self._known.pop(next(iter(self._known))))
+                key = next(iter(self._known))
+                total -= len(self._known.pop(key))
+                self._versions.pop(key, None)
 
     def _remembered(self, experiment: str, run: str, tag: str, step: int):
         with self._known_lock:
@@ -287,6 +300,35 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _forget(self, experiment: str, run: str, tag: str) -> None:
         with self._known_lock:
             self._known.pop((experiment, run, tag), None)
+            self._versions.pop((experiment, run, tag), None)
+
+    def _fresh_steps(
+        self, ctx, experiment: str, listed: dict[tuple[str, str], Any]
+    ) -> dict[tuple[str, str], dict[int, Any]]:
+        """{(run, tag): {step: datum}} (ascending) for listed tags; reads only changed ones.
+
+        Args:
+          listed: {(run, tag): BlobSequenceTimeSeries} from a listing made just before.
+        """
+        result, stale = {}, []
+        with self._known_lock:
+            for (run, tag), series in listed.items():
+                key = (experiment, run, tag)
+                steps = self._known.get(key)
+                if steps is not None and self._versions.get(key) == _version_of(series):
+                    result[(run, tag)] = steps
+                else:
+                    stale.append((run, tag))
+        if stale:
+            runs, tags = sorted({r for r, _ in stale}), sorted({t for _, t in stale})
+            data = self._read_sequences(ctx, experiment, provider.RunTagFilter(runs, tags))
+            with self._known_lock:
+                for run, tag in stale:
+                    series = data.get(run, {}).get(tag, [])
+                    result[(run, tag)] = {datum.step: datum for datum in series}
+                    if (experiment, run, tag) in self._known:
+                        self._versions[(experiment, run, tag)] = _version_of(listed[(run, tag)])
+        return result
 
     def _listing(self, ctx, experiment: str, run_tag_filter=None) -> dict[str, dict[str, Any]]:
         """{run: {tag: (BlobSequenceTimeSeries, problem or None)}}; remembers the problems."""
@@ -446,19 +488,18 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _serve_tags(self, request):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        # The listing (descriptions, versions) and the step data are independent: with
-        # the Rust data server each is a gRPC round trip, so ask for both at once.
-        listing = _blob_readers().submit(self._listing, ctx, experiment)
-        data = self._read_sequences(ctx, experiment)
-        latest = []  # (run, tag, series, steps) whose latest header is to be read
-        for run, tags in listing.result().items():
+        listed = {}
+        for run, tags in self._listing(ctx, experiment).items():
             for tag, (series, problem) in tags.items():
                 if problem is not None:
                     logger.warning("attention: skipping run %r tag %r: %s", run, tag, problem)
-                    continue
-                steps = data.get(run, {}).get(tag)
-                if steps and len(steps[-1].values) == 2:
-                    latest.append((run, tag, series, steps))
+                else:
+                    listed[(run, tag)] = series
+        latest = []  # (run, tag, series, steps) whose latest header is to be read
+        for (run, tag), by_step in self._fresh_steps(ctx, experiment, listed).items():
+            steps = list(by_step.values())
+            if steps and len(steps[-1].values) == 2:
+                latest.append((run, tag, listed[(run, tag)], steps))
         headers = self._decoded_headers(ctx, [steps[-1] for *_, steps in latest])
         result: dict[str, dict[str, Any]] = {}
         for (run, tag, series, steps), header in zip(latest, headers, strict=True):
@@ -588,11 +629,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         problems = [{"tag": tag, "error": p} for tag, (_, p) in candidates.items() if p]
         readable = {tag: series for tag, (series, p) in candidates.items() if p is None}
-        data = self._read_sequences(
-            ctx, experiment, provider.RunTagFilter(runs=[run], tags=list(readable))
-        ).get(run, {})
+        fresh = self._fresh_steps(ctx, experiment, {(run, tag): s for tag, s in readable.items()})
+        data = {tag: fresh[(run, tag)] for tag in readable}
         if step is None:
-            step = max((d.step for series in data.values() for d in series), default=None)
+            step = max((max(by_step) for by_step in data.values() if by_step), default=None)
         if step is None:
             raise _RequestError(
                 404,
@@ -601,7 +641,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         shown, missing = [], []
         for tag in sorted(readable):
-            datum = next((d for d in data.get(tag, ()) if d.step == step), None)
+            datum = data[tag].get(step)
             if datum is None:
                 missing.append(tag)
             elif len(datum.values) != 2:
