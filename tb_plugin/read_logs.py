@@ -58,8 +58,9 @@ class AttentionRecord:
       heads: the number of heads (1 for a single matrix).
       query_labels: one string per row.
       input_labels: one string per column.
-      values: float32, (queries, inputs) or (heads, queries, inputs) as written
-        (float16 on disk, widened exactly).
+      values: float32, (queries, inputs) or (heads, queries, inputs) as written,
+        with the stored precision (`tb_plugin.codec`: softmax weights to 4 decimals,
+        other values as float16).
     """
 
     run: str
@@ -181,7 +182,7 @@ def read_attention_logs(
                             heads=header.heads,
                             query_labels=tuple(header.query_labels),
                             input_labels=tuple(header.input_labels),
-                            values=codec.widen(values),
+                            values=values.float32(),
                         )
                     )
     found.sort(key=lambda r: (r.run, r.tag, r.step, r.wall_time))
