@@ -22,7 +22,14 @@ Cases:
 
 The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
 
-Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit]
+Additive memory (`additive_memory`): peak memory of one forward + backward step of
+"additive" against its peer at batch 8, n = m = 1,024, units 64, where the peer's
+(batch, m, n, units) tensor is 2.1 GB. Each side runs alone in a fresh subprocess (so
+neither inherits the other's freed but retained memory): it traces the step, reads its
+resident set size (VmRSS), runs the step once, and reports the growth of its peak resident
+set size (ru_maxrss) over that. Target: ours at most a quarter of the peer's.
+
+Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit] [--no-memory]
 Performance is measured here and never asserted in a test; the exit status is 0.
 """
 
@@ -49,6 +56,9 @@ from keras_seqattn import SequenceAttention  # noqa: E402
 
 BATCH, N, M, D = 32, 128, 128, 64
 TARGET = 1.10
+# Additive memory case: the shape of the issue, and the target ratio of RSS growths.
+MEMORY_SHAPE = {"batch": 8, "n": 1024, "m": 1024, "units": 64}
+MEMORY_TARGET = 0.25
 
 
 @dataclass
@@ -226,6 +236,64 @@ def make_cases(jit, rng):
     return cases
 
 
+def _memory_child(side):
+    """In a fresh process: peak RSS growth (MiB) of one "additive" training step."""
+    import resource
+
+    batch, n, m, units = (MEMORY_SHAPE[k] for k in ("batch", "n", "m", "units"))
+    # The peer's Dense layers and our units both take the feature size; make it `units`.
+    global D
+    D = units
+    forward, weights = (ours if side == "ours" else peer)("additive")
+    step = training_step(forward, weights, jit=False)
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.standard_normal((batch, n, units)), "float32")
+    query = tf.constant(rng.standard_normal((batch, m, units)), "float32")
+    step.get_concrete_function(inputs, query)  # trace outside the measurement
+
+    with open("/proc/self/status") as status:
+        base_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+    start = time.perf_counter()
+    step(inputs, query)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"MEMORY {side} {(peak_kib - base_kib) / 1024:.1f} {seconds:.2f}")
+
+
+def additive_memory():
+    """Runs `_memory_child` for ours and the peer, one after the other; returns table rows."""
+    import subprocess
+
+    results = {}
+    for side in ("ours", "peer"):
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--memory-child", side],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("MEMORY ")), None)
+        if proc.returncode != 0 or line is None:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"memory subprocess ({side}) failed: {' | '.join(tail)}")
+        _, _, mib, seconds = line.split()
+        results[side] = (float(mib), float(seconds))
+    ratio = results["ours"][0] / results["peer"][0]
+    shape = "b{batch} n{n} m{m} u{units}".format(**MEMORY_SHAPE)
+    return [
+        (
+            f"additive memory ({shape}), peak RSS growth MiB",
+            "jit=False",
+            f"ours {results['ours'][0]:.0f} ({results['ours'][1]:.1f} s)",
+            f"2 Dense+AdditiveAttention {results['peer'][0]:.0f} ({results['peer'][1]:.1f} s)",
+            f"{ratio:.3f}",
+            "(one step each)",
+            f"<= {MEMORY_TARGET:.2f}",
+            "PASS" if ratio <= MEMORY_TARGET else "FAIL",
+        )
+    ]
+
+
 def time_call(fn, args, inner):
     start = time.perf_counter()
     for _ in range(inner):
@@ -327,8 +395,15 @@ def main(argv=None):
     parser.add_argument(
         "--no-jit", action="store_true", help="skip the jit_compile=True (XLA) pass"
     )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the additive memory case (subprocesses)"
+    )
+    parser.add_argument("--memory-child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args.memory_child)
+        return 0
     if args.repeats < 2:
         parser.error("--repeats must be at least 2")
 
@@ -345,6 +420,10 @@ def main(argv=None):
         label = f"jit={jit}"
         rows += report(cases, label)
         print(f"[{label}: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
+    if not args.no_memory:
+        start = time.perf_counter()
+        rows += additive_memory()
+        print(f"[additive memory: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
     print()
     print_table(rows)
     print()

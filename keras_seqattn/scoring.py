@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from keras import initializers, layers, ops, saving
 
+from keras_seqattn.blocked import additive_scores
+
 SCORING_NAMES = ("bilinear", "dot", "additive")
 
 
@@ -127,8 +129,9 @@ class AdditiveScore(_PairScore):
         # Each input and each query is projected once; only the tanh is per pair.
         pe = ops.matmul(inputs, ops.cast(self.input_kernel, dtype))  # (B, n, u)
         pq = ops.matmul(query, ops.cast(self.query_kernel, dtype))  # (B, m, u)
-        hidden = ops.tanh(ops.expand_dims(pq, 2) + ops.expand_dims(pe, 1))  # (B, m, n, u)
-        return ops.sum(hidden * ops.cast(self.score_vector, dtype), axis=-1)
+        # Only the tanh is per pair; in blocks of units, so that no (B, m, n, u) tensor
+        # is ever held, forward or backward (see `blocked`).
+        return additive_scores(pq, pe, ops.cast(self.score_vector, dtype))
 
     def get_config(self):
         config = super().get_config()
