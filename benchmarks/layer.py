@@ -14,11 +14,11 @@ Cases:
   query -> query) + keras.layers.AdditiveAttention() (value = the inputs).
 - "dot, masked": the same with padding masks on both sides (ours: mask=[...]; peer:
   mask=[query_mask, value_mask]), the form real models use.
-- "ragged, skewed": our layer ("bilinear", the default) on a ragged batch (inputs and
-  query) whose lengths are mostly short (8 to 32) with 1 in 8 of the full 128, vs the same
-  batch padded to 128 with masks (no ragged penalty). The "(info)" row traces the padded
-  step with unknown time axes, as a ragged batch necessarily is, to tell that cost apart
-  from the ragged conversions.
+- "ragged, <lengths>, <scoring>": our layer on a ragged batch (inputs and query, lengths
+  drawn independently) vs the same batch padded to its longest example with masks, on
+  four length distributions: "skewed" (mostly 8 to 32, 1 in 8 of the full 128; target
+  0.35, for "dot", "bilinear" and "additive"), "uniform" (100 to 128; target 1.05), "one
+  long" (8 to 32 and one of 128) and "all short" (8 to 32) (targets 1.0, "bilinear").
 
 The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
 
@@ -158,12 +158,51 @@ def skewed_lengths(rng, batch, longest):
     return lengths
 
 
+# Length distributions of the ragged cases: name -> lengths(rng, batch, longest), and the
+# most ragged / padded may be (the issue's targets).
+LENGTHS = {
+    "skewed": (skewed_lengths, 0.35),
+    "uniform": (lambda rng, b, longest: rng.integers(100, longest + 1, size=b), 1.05),
+    "one long": (
+        lambda rng, b, longest: np.concatenate([rng.integers(8, 33, size=b - 1), [longest]]),
+        1.0,
+    ),
+    "all short": (lambda rng, b, longest: rng.integers(8, 33, size=b), 1.0),
+}
+
+
 def ragged_and_padded(rng, lengths, dim):
+    """The same batch ragged, and padded to its longest example with its mask."""
     values = rng.standard_normal((int(lengths.sum()), dim)).astype("float32")
     ragged = tf.RaggedTensor.from_row_lengths(values, lengths.astype("int64"))
-    padded = ragged.to_tensor(shape=(len(lengths), N, dim))
-    mask = tf.sequence_mask(lengths, maxlen=N)
+    padded = ragged.to_tensor()
+    mask = tf.sequence_mask(lengths, maxlen=int(lengths.max()))
     return ragged, padded, mask
+
+
+def ragged_cases(rng):
+    """Our layer on ragged batches against the same batches padded, with masks."""
+    cases = []
+    runs = [("skewed", scoring) for scoring in ("dot", "bilinear", "additive")]
+    runs += [(name, "bilinear") for name in ("uniform", "one long", "all short")]
+    for name, scoring in runs:
+        lengths, target = LENGTHS[name]
+        in_r, in_p, in_m = ragged_and_padded(rng, lengths(rng, BATCH, N), D)
+        q_r, q_p, q_m = ragged_and_padded(rng, lengths(rng, BATCH, M), D)
+        forward, weights = ours(scoring)
+        cases.append(
+            Case(
+                f"ragged, {name}, {scoring}",
+                target,
+                training_step(forward, weights, False),
+                training_step(forward, weights, False),
+                (in_r, q_r),
+                (in_p, q_p, in_m, q_m),
+                ours_label="ours ragged",
+                peer_label="ours padded+mask",
+            )
+        )
+    return cases
 
 
 def make_cases(jit, rng):
@@ -200,39 +239,7 @@ def make_cases(jit, rng):
         )
     )
     if not jit:  # XLA needs static shapes; a ragged batch has none.
-        in_r, in_p, in_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, N), D)
-        q_r, q_p, q_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, M), D)
-        forward, weights = ours("bilinear")
-        ragged_step = training_step(forward, weights, jit)
-        cases.append(
-            Case(
-                "ragged, skewed",
-                TARGET,
-                ragged_step,
-                training_step(forward, weights, jit),
-                (in_r, q_r),
-                (in_p, q_p, in_m, q_m),
-                ours_label="ours ragged",
-                peer_label="ours padded+mask",
-            )
-        )
-        # A ragged batch cannot tell the graph its padded length; a padded batch traced
-        # without its time axes (as Keras's fit() does once batch shapes vary) can't
-        # either. This row separates that cost from the ragged conversions.
-        unknown_time = [tf.TensorSpec([None, None, D])] * 2
-        unknown_time += [tf.TensorSpec([None, None], "bool")] * 2
-        cases.append(
-            Case(
-                "ragged, skewed (info)",
-                None,
-                ragged_step,
-                training_step(forward, weights, jit, signature=unknown_time),
-                (in_r, q_r),
-                (in_p, q_p, in_m, q_m),
-                ours_label="ours ragged",
-                peer_label="padded+mask, time axes unknown",
-            )
-        )
+        cases += ragged_cases(rng)
     return cases
 
 
