@@ -58,6 +58,10 @@ class DotScore(_PairScore):
     def score_all(self, inputs, query):
         return ops.matmul(query, ops.transpose(inputs, (0, 2, 1)))
 
+    def fused_query(self, query):
+        """The query in input space: s = fused_query(q) . e (`keras_seqattn.fused`)."""
+        return query
+
 
 @saving.register_keras_serializable(package="keras_seqattn")
 class BilinearScore(_PairScore):
@@ -86,6 +90,10 @@ class BilinearScore(_PairScore):
         # Project the n inputs once (B, n, d2), then one batched product with the queries.
         keys = ops.matmul(inputs, ops.transpose(ops.cast(self.kernel, inputs.dtype)))
         return ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+
+    def fused_query(self, query):
+        """The query in input space: q . (W e) = (q W) . e (`keras_seqattn.fused`)."""
+        return ops.matmul(query, ops.cast(self.kernel, query.dtype))
 
     def get_config(self):
         config = super().get_config()

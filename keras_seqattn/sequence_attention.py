@@ -8,7 +8,7 @@ import numpy as np
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
-from keras_seqattn import sequences
+from keras_seqattn import fused, sequences
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net
 from keras_seqattn.sequences import set_keras_mask
 
@@ -286,6 +286,7 @@ class SequenceAttention(layers.Layer):
                 query_mask,
                 return_attention_scores,
                 training,
+                tile_options=None if training and self.dropout > 0 else self._tile_options(),
             )
         outputs, weights = self._attend(
             inputs, query, inputs_mask, query_mask, return_attention_scores, training
@@ -297,6 +298,19 @@ class SequenceAttention(layers.Layer):
             return outputs
         return outputs, weights
 
+    def _tile_options(self):
+        """What `keras_seqattn.ragged_tiles` needs to attend over tiles of real pairs."""
+        return {
+            "score_all": lambda e, q: self._score_all(
+                ops.cast(e, self.compute_dtype), ops.cast(q, self.compute_dtype)
+            ),
+            "causal": self.causal,
+            "window": self.window,
+            "score_rescaling": self.score_rescaling,
+            "input_dim": self._input_dim,
+            "compute_dtype": self.compute_dtype,
+        }
+
     def _attend(self, inputs, query, inputs_mask, query_mask, return_attention_scores, training):
         """Attention on one dense batch: `(outputs, weights)`, weights None unless asked for.
 
@@ -305,6 +319,20 @@ class SequenceAttention(layers.Layer):
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
+        if fused.can_fuse(
+            self.scoring, return_attention_scores, bool(training) and self.dropout > 0
+        ):
+            # No weights needed: one fused kernel (cuDNN / flash attention on GPUs).
+            outputs = fused.attend(
+                self.scorer.fused_query(query),
+                inputs,
+                inputs_mask,
+                query_mask,
+                causal=self.causal,
+                window=self.window,
+                score_rescaling=self.score_rescaling,
+            )
+            return outputs, None
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
         scores = self._rescale(scores, visible, n)
