@@ -32,7 +32,7 @@ def outputs_and_grads(layer, e_values, q_values, ragged, sizes=None):
         e = tf.RaggedTensor.from_row_lengths(e_values, INPUT_LENGTHS)
         q = tf.RaggedTensor.from_row_lengths(q_values, QUERY_LENGTHS)
         if ragged and sizes is not None:
-            spec = ragged_tiles.TileSpec(**layer._tile_options())
+            spec = ragged_tiles.TileSpec(**layer._tile_options(training=False))
             out = ragged_tiles.attend_in_tiles(spec, e, q, sizes=sizes).flat_values
         elif ragged:
             out = layer(e, q).flat_values
