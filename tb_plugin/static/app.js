@@ -19,6 +19,7 @@ import {
   extent,
   groupTags,
   headValues,
+  isSelfAttention,
   naturalOrder,
   nearestIndex,
   rollout,
@@ -605,6 +606,15 @@ export class AttentionApp {
     const current = this.steps[this.stepIndex];
     if (!run || !tag || !current) return;
     const reference = this.compare ? this.steps[this.compareIndex] : null;
+    if (this.head === "rollout") {
+      // Rollout stays chosen from layer to layer where it is defined (self-attention);
+      // elsewhere the menu does not offer it, and the first head is shown.
+      try {
+        if (!isSelfAttention(await loadMatrix(run, tag, current.step))) this.head = 0;
+      } catch {
+        // reported below
+      }
+    }
     const load = (step) =>
       this.head === "rollout" ? this.loadRollout(run, tag, step) : loadMatrix(run, tag, step);
     let main;
@@ -708,11 +718,7 @@ export class AttentionApp {
 
   specsFor(main, ref) {
     const heads = main.storedHeads || main.heads;
-    const selfAttention = main.rows === main.cols && sameLabels(
-      { inputLabels: main.inputLabels, queryLabels: main.inputLabels },
-      main,
-    );
-    this.fillHeads(heads, selfAttention && this.overviewRoute);
+    this.fillHeads(heads, isSelfAttention(main) && this.overviewRoute);
     const head = this.head;
     const mainValues = headValues(main, head);
     const headText =

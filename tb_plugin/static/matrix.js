@@ -171,6 +171,11 @@ function selfAttentionOver(matrix, tokens) {
   );
 }
 
+/** Self-attention: a square matrix whose queries are its inputs (the same tokens). */
+export function isSelfAttention(matrix) {
+  return selfAttentionOver(matrix, matrix.inputLabels);
+}
+
 /**
  * The layers attention rollout runs through for layers[index]: the longest run of consecutive
  * layers ending there that are all self-attention over the same tokens. Returns [first, index],

@@ -248,22 +248,16 @@ export class Panel {
     this.overlay.style.height = `${H}px`;
     this.overlay.width = this.canvas.width;
     this.overlay.height = this.canvas.height;
+    this.overlay.dataset.rows = String(spec.rows);
+    this.overlay.dataset.cols = String(spec.cols);
 
-    this.queryAxis.replaceChildren();
-    for (let i = 0; i < spec.rows; i += layout.rowStride) {
-      const span = this.axisLabel(spec.queryLabels[i], i);
-      span.style.top = `${(i + 0.5) * cell}px`;
-      span.style.maxWidth = `${left - 8}px`;
-      this.queryAxis.append(span);
-    }
-    this.inputAxis.replaceChildren();
-    this.inputAxis.classList.toggle("vertical", layout.vertical);
-    for (let j = 0; j < spec.cols; j += layout.colStride) {
-      const span = this.axisLabel(spec.inputLabels[j], j);
-      span.style.left = `${(j + 0.5) * cell}px`;
-      if (layout.vertical) span.style.maxHeight = `${top - 8}px`;
-      else span.style.maxWidth = `${Math.max(cell, 8)}px`;
-      this.inputAxis.append(span);
+    // The axis labels are rebuilt only when the tokens or their places change: playing or
+    // scrubbing through the steps of one probe example leaves them (and a hovered one) alone.
+    const labelsKey = JSON.stringify([left, top, cell, layout.rowStride, layout.colStride,
+      layout.vertical, spec.queryLabels.join("\u0000"), spec.inputLabels.join("\u0000")]);
+    if (labelsKey !== this.labelsKey) {
+      this.labelsKey = labelsKey;
+      this.paintLabels(spec, layout);
     }
     this.highlight(...this.highlighted);
 
@@ -286,6 +280,26 @@ export class Panel {
         this.canvas.dataset.paintedAt = (performance.timeOrigin + performance.now()).toFixed(1);
       }
     });
+  }
+
+  paintLabels(spec, layout) {
+    const { left, top, cell } = layout;
+    this.queryAxis.replaceChildren();
+    for (let i = 0; i < spec.rows; i += layout.rowStride) {
+      const span = this.axisLabel(spec.queryLabels[i], i);
+      span.style.top = `${(i + 0.5) * cell}px`;
+      span.style.maxWidth = `${left - 8}px`;
+      this.queryAxis.append(span);
+    }
+    this.inputAxis.replaceChildren();
+    this.inputAxis.classList.toggle("vertical", layout.vertical);
+    for (let j = 0; j < spec.cols; j += layout.colStride) {
+      const span = this.axisLabel(spec.inputLabels[j], j);
+      span.style.left = `${(j + 0.5) * cell}px`;
+      if (layout.vertical) span.style.maxHeight = `${top - 8}px`;
+      else span.style.maxWidth = `${Math.max(cell, 8)}px`;
+      this.inputAxis.append(span);
+    }
   }
 
   axisLabel(label, index) {
