@@ -273,16 +273,34 @@ def test_overview_has_one_cell_per_layer_and_head_in_model_order(page, server):
     assert names == [key for key, _, _ in LAYERS]
     # Each cell is labelled with its layer and head.
     assert thumbs.nth(1).get_attribute("title") == "encoder/self_attention · head 1"
-    # Self- and cross-attention of different shapes in one grid: the cross layer is 4 x 5.
+    # Self- and cross-attention of different shapes in one grid: the cross layer is 4 x 5,
+    # its thumbnails wider than tall.
     cross = frame.locator('#overview .thumb[data-layer="decoder/cross_attention@2"]').first
-    assert (cross.evaluate("c => [c.height, c.width]")) == [4, 5]
+    box = cross.bounding_box()
+    assert box["width"] / box["height"] == pytest.approx(5 / 4, rel=0.05)
     # A thumbnail shows its head on its own min-max scale: its largest weight is the top of
-    # viridis (the most green), its smallest the bottom.
-    weights = stored(layer_weights(STEPS[-1], 0, 2)[0][0])
-    pixels = cross.evaluate(
-        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+    # viridis (the most green), its smallest the bottom. Read back from the layer's canvas
+    # under the thumbnail, at each cell's centre.
+    weights = stored(layer_weights(STEPS[-1], 0, 2)[0][1])
+    green = (
+        frame.locator('#overview .thumb[data-layer="decoder/cross_attention@2"]')
+        .nth(1)
+        .evaluate(
+            """t => {
+            const c = t.parentElement.querySelector('canvas');
+            const dpr = c.width / c.clientWidth;
+            const ctx = c.getContext('2d');
+            const out = [];
+            for (let i = 0; i < 4; i++) for (let j = 0; j < 5; j++) {
+                const x = Math.floor((t.offsetLeft + (j + 0.5) * t.offsetWidth / 5) * dpr);
+                const y = Math.floor((i + 0.5) * t.offsetHeight / 4 * dpr);
+                out.push(ctx.getImageData(x, y, 1, 1).data[1]);
+            }
+            return out;
+        }"""
+        )
     )
-    green = np.reshape(pixels, (4, 5, 4))[..., 1]
+    green = np.reshape(green, (4, 5))
     assert green.flat[np.argmax(weights)] == green.max() > green.min() + 150
     assert green.flat[np.argmin(weights)] == green.min()
 
@@ -314,10 +332,10 @@ def test_overview_hover_enlarges_and_click_opens_the_detail_view(page, server):
 def test_step_slider_and_playback_drive_the_overview(page, server):
     frame = open_overview(page, server, example="1")
     overview = frame.locator("#overview")
-    before = frame.locator("#overview .thumb").first.evaluate("c => c.toDataURL()")
+    before = frame.locator("#overview .overview-row").first.evaluate("c => c.toDataURL()")
     select_step(frame, "Home")
     frame.locator(f'#overview[data-painted="{STEPS[0]}"]').wait_for()
-    assert frame.locator("#overview .thumb").first.evaluate("c => c.toDataURL()") != before
+    assert frame.locator("#overview .overview-row").first.evaluate("c => c.toDataURL()") != before
     # Every step the grid paints during playback, recorded in the page as it happens.
     overview.evaluate(
         """o => {

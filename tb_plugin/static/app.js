@@ -676,9 +676,6 @@ export class AttentionApp {
       this.setStatus(`Could not load the overview of example ${example}: ${error.message}`, true);
       return;
     }
-    if (this.playing && this.stepIndex + 1 < this.steps.length) {
-      loadOverview(run, example, this.steps[this.stepIndex + 1].step).catch(() => {});
-    }
     if (this.mode !== "overview" || run !== this.run) return;
     this.overview.paint(data, this.entropy, this.scale);
     let text = `example ${example} · ${data.layers.length} layers at step ${data.step}`;
@@ -687,6 +684,14 @@ export class AttentionApp {
     text += " · hover a cell to enlarge it, click it for details";
     this.setStatus(text);
     this.root.dataset.state = "ready";
+    // A whole model's step is one large answer (4.7 MB for 24 layers x 12 heads of 64 x 64)
+    // that the server needs a few hundred milliseconds to gather: fetch the neighbouring
+    // steps meanwhile, so that playback and the slider's arrow keys find them ready.
+    const neighbours = this.playing ? [1] : [1, -1];
+    for (const offset of neighbours) {
+      const next = this.steps[this.stepIndex + offset];
+      if (next) loadOverview(run, example, next.step).catch(() => {});
+    }
   }
 
   /** The run's mean-entropy lines, re-read when the tag list changes (new steps). */

@@ -3,10 +3,13 @@
 // head, each row with a line of the layer's mean attention entropy over training (the current
 // step marked). Hovering a thumbnail enlarges it; clicking it opens the detail view.
 //
-// Cost: a thumbnail of a matrix up to THUMB_DIRECT cells a side is its matrix as pixels (one
-// putImageData, scaled by CSS without smoothing), so a step of 24 layers x 12 heads of 64 x 64
-// repaints in a few milliseconds; larger matrices are shrunk with smoothing first. The grid's
-// elements are kept from step to step while the layers and their shapes stay the same.
+// Cost: each layer's row is one canvas (all its heads side by side), drawn from one atlas
+// image of the layer (its heads' matrices as pixels, one putImageData); the thumbnails are
+// transparent elements over it that take the hover and the click. A canvas per head would
+// make the browser composite hundreds of canvases each frame (in headless Chromium without a
+// GPU that alone took 150-350 ms for 288 of them); one per layer repaints a step of 24 layers
+// x 12 heads of 64 x 64 in tens of milliseconds. The grid's elements are kept from step to
+// step while the layers and their shapes stay the same.
 
 import { VIRIDIS_LUT } from "./colormaps.js";
 import { el, labelSpan, named, placeTooltip } from "./dom.js";
@@ -14,6 +17,8 @@ import { extent, headValues } from "./matrix.js";
 import { matrixImage } from "./panel.js";
 
 const THUMB = 56; // longest thumbnail edge, CSS pixels
+const GAP = 6; // between two heads' thumbnails, CSS pixels
+const SLOT = THUMB + GAP; // one head's column
 const THUMB_DIRECT = 256; // matrices up to this many cells a side are drawn one pixel per cell
 const ZOOM = 280; // longest edge of the enlarged thumbnail, CSS pixels
 const SPARK_W = 120;
@@ -24,6 +29,25 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 function fitted(rows, cols, edge) {
   const scale = edge / Math.max(rows, cols);
   return [Math.max(4, Math.round(cols * scale)), Math.max(4, Math.round(rows * scale))];
+}
+
+/** Writes values (rows x cols) as colours into image at column x0 (alpha 255). */
+function fillPixels(image, x0, values, rows, cols, lut, lo, hi) {
+  const data = image.data;
+  const stride = image.width * 4;
+  const scale = 256 / (hi > lo ? hi - lo : 1);
+  for (let i = 0; i < rows; i++) {
+    let q = i * stride + x0 * 4;
+    for (let j = 0, p = i * cols; j < cols; j++, p++, q += 4) {
+      let k = Math.floor((values[p] - lo) * scale);
+      k = k > 255 ? 255 : k >= 0 ? k : 0; // NaN lands on 0 too
+      const c = k * 3;
+      data[q] = lut[c];
+      data[q + 1] = lut[c + 1];
+      data[q + 2] = lut[c + 2];
+      data[q + 3] = 255;
+    }
+  }
 }
 
 /** Paints values (rows x cols) onto canvas at cssW x cssH CSS pixels. */
@@ -113,7 +137,8 @@ export class Overview {
     this.zoom.append(this.zoomTitle, this.zoomCanvas);
     this.root.append(this.grid, this.zoom);
     this.structure = "";
-    this.cells = []; // [{canvas, layer, head}]
+    this.cells = []; // [{thumb, layer, head}]
+    this.rows = []; // per layer: {canvas, atlas, w, h}
     this.sparks = []; // one holder per layer row
     this.data = null;
     this.grid.addEventListener("mouseover", (event) => this.hover(event));
@@ -131,12 +156,23 @@ export class Overview {
     if (structure === this.structure) return;
     this.structure = structure;
     const maxHeads = Math.max(1, ...layers.map((l) => l.heads));
-    this.grid.style.gridTemplateColumns = `minmax(120px, max-content) ${SPARK_W}px repeat(${maxHeads}, max-content)`;
-    const header = [el("div", { class: "overview-head", text: "layer" }), el("div", { class: "overview-head", text: "mean entropy" })];
-    for (let h = 0; h < maxHeads; h++) header.push(el("div", { class: "overview-head", text: `head ${h}` }));
+    this.grid.style.gridTemplateColumns = `minmax(120px, max-content) ${SPARK_W}px max-content`;
+    const headLabels = el("div", { class: "overview-head heads-head" });
+    headLabels.style.width = `${maxHeads * SLOT - GAP}px`;
+    for (let h = 0; h < maxHeads; h++) {
+      const span = el("span", { text: `head ${h}` });
+      span.style.left = `${h * SLOT}px`;
+      span.style.width = `${THUMB}px`;
+      headLabels.append(span);
+    }
+    const nodes = [
+      el("div", { class: "overview-head", text: "layer" }),
+      el("div", { class: "overview-head", text: "mean entropy" }),
+      headLabels,
+    ];
     this.cells = [];
+    this.rows = [];
     this.sparks = [];
-    const nodes = [...header];
     layers.forEach((layer, k) => {
       const name = el("div", { class: "overview-layer" });
       const title = labelSpan(layer.layer, "layer-name");
@@ -150,28 +186,30 @@ export class Overview {
       const spark = el("div", { class: "overview-spark" });
       spark.dataset.layer = layer.layer;
       this.sparks.push(spark);
-      nodes.push(name, spark);
       const [w, h] = fitted(layer.rows, layer.cols, THUMB);
-      for (let head = 0; head < maxHeads; head++) {
-        if (head >= layer.heads) {
-          nodes.push(el("div", { class: "thumb-empty" }));
-          continue;
-        }
-        const canvas = el("canvas", { class: "thumb" });
-        canvas.dataset.tag = layer.tag;
-        canvas.dataset.layer = layer.layer;
-        canvas.dataset.head = String(head);
-        canvas.dataset.heads = String(layer.heads);
-        canvas.dataset.index = String(k);
-        canvas.title = layer.heads > 1 ? `${layer.layer} · head ${head}` : layer.layer;
-        canvas.setAttribute("role", "button");
-        canvas.setAttribute("aria-label", canvas.title);
-        canvas.style.width = `${w}px`;
-        canvas.style.height = `${h}px`;
-        const holder = el("div", { class: "thumb-cell" }, canvas);
-        nodes.push(holder);
-        this.cells.push({ canvas, layer: k, head });
+      const canvas = el("canvas", { class: "overview-row" });
+      canvas.dataset.layer = layer.layer;
+      canvas.dataset.slot = String(SLOT);
+      canvas.style.width = `${layer.heads * SLOT - GAP}px`;
+      canvas.style.height = `${h}px`;
+      const heads = el("div", { class: "overview-heads" }, canvas);
+      heads.style.height = `${h}px`;
+      for (let head = 0; head < layer.heads; head++) {
+        const thumb = el("div", { class: "thumb" });
+        thumb.dataset.tag = layer.tag;
+        thumb.dataset.layer = layer.layer;
+        thumb.dataset.head = String(head);
+        thumb.dataset.heads = String(layer.heads);
+        thumb.dataset.index = String(k);
+        thumb.title = layer.heads > 1 ? `${layer.layer} · head ${head}` : layer.layer;
+        thumb.setAttribute("role", "button");
+        thumb.setAttribute("aria-label", thumb.title);
+        Object.assign(thumb.style, { left: `${head * SLOT}px`, width: `${w}px`, height: `${h}px` });
+        heads.append(thumb);
+        this.cells.push({ thumb, layer: k, head });
       }
+      this.rows.push({ canvas, atlas: document.createElement("canvas"), w, h });
+      nodes.push(name, spark, heads);
     });
     this.grid.replaceChildren(...nodes);
   }
@@ -181,13 +219,35 @@ export class Overview {
     this.data = data;
     this.scale = scale;
     this.build(data.layers);
-    for (const { canvas, layer, head } of this.cells) {
-      const matrix = data.layers[layer];
-      const values = headValues(matrix, head);
-      const [lo, hi] = scale === "unit" ? [0, 1] : extent(values);
-      const [w, h] = fitted(matrix.rows, matrix.cols, THUMB);
-      paintThumb(canvas, values, matrix.rows, matrix.cols, lo, hi, w, h);
-    }
+    const dpr = window.devicePixelRatio || 1;
+    data.layers.forEach((matrix, k) => {
+      const { canvas, atlas, w, h } = this.rows[k];
+      const { heads, rows, cols } = matrix;
+      // The atlas: every head's matrix as pixels, side by side, on its own colour range.
+      const image = new ImageData(cols * heads, rows);
+      for (let head = 0; head < heads; head++) {
+        const values = headValues(matrix, head);
+        const [lo, hi] = scale === "unit" ? [0, 1] : extent(values);
+        fillPixels(image, head * cols, values, rows, cols, VIRIDIS_LUT, lo, hi);
+      }
+      atlas.width = cols * heads;
+      atlas.height = rows;
+      atlas.getContext("2d").putImageData(image, 0, 0);
+      const width = Math.round((heads * SLOT - GAP) * dpr);
+      const height = Math.round(h * dpr);
+      if (canvas.width !== width || canvas.height !== height) {
+        canvas.width = width;
+        canvas.height = height;
+      }
+      const ctx = canvas.getContext("2d");
+      ctx.clearRect(0, 0, width, height);
+      // Enlarging keeps cells as sharp squares; shrinking averages neighbouring cells.
+      ctx.imageSmoothingEnabled = w * dpr < cols || h * dpr < rows;
+      ctx.imageSmoothingQuality = "high";
+      for (let head = 0; head < heads; head++) {
+        ctx.drawImage(atlas, head * cols, 0, cols, rows, head * SLOT * dpr, 0, w * dpr, height);
+      }
+    });
     this.paintSparks(entropy, data.step);
     const count = (Number(this.root.dataset.paintCount) || 0) + 1;
     this.root.dataset.painted = String(data.step);
@@ -206,7 +266,15 @@ export class Overview {
     if (!this.data) return;
     this.data.layers.forEach((layer, k) => {
       const points = entropy ? entropy[layer.layer] : null;
-      this.sparks[k].replaceChildren(sparkline(points, step));
+      const holder = this.sparks[k];
+      // The line stays while its points do; a new step only moves the mark.
+      if (holder.points !== points) {
+        holder.points = points;
+        holder.replaceChildren(sparkline(points, step));
+      } else if (holder.step !== step) {
+        holder.replaceChildren(sparkline(points, step));
+      }
+      holder.step = step;
     });
   }
 
