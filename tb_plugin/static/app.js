@@ -12,6 +12,7 @@ import {
   safeFileName,
   save,
 } from "./dom.js";
+import { emptyState } from "./empty.js";
 import { composePng, composeSvg, matrixCsv } from "./export.js";
 import { getJson, loadEntropy, loadMatrix, loadOverview, query } from "./http.js";
 import {
@@ -31,47 +32,6 @@ import { Panel, alignLayouts, layoutPanel } from "./panel.js";
 
 export const POLL_MS = 5000; // how often ./tags is re-read so that new steps appear during training
 const PLAY_MS = 450; // pause between two frames of the step animation
-
-const SNIPPET_SUMMARY = `import tensorflow as tf
-from tb_plugin.summary import attention
-
-with tf.summary.create_file_writer("runs/example").as_default():
-    # weights: one example's (queries, inputs) matrix, or (heads, queries, inputs)
-    attention("decoder_attention/0", weights, step=step,
-              input_labels=["le", "chat", "noir", "."],
-              query_labels=["the", "black", "cat", "."])`;
-
-const SNIPPET_CALLBACK = `from keras_seqattn import AttentionLogger
-
-model.fit(x, y, epochs=10, callbacks=[
-    AttentionLogger("runs/example", probe=x_probe,
-                    input_labels=source_tokens, query_labels=target_tokens),
-])`;
-
-const SNIPPET_SERVE = `tensorboard --logdir runs --samples_per_plugin attention=0`;
-
-function emptyState() {
-  return named(
-    "div",
-    "empty-state",
-    { class: "empty", hidden: "" },
-    el("h2", { text: "No attention data in this logdir yet" }),
-    el("p", {
-      text:
-        "This tab shows attention weights written with the attention summary, as heatmaps " +
-        "labelled with their tokens. Log the weights of a few fixed examples during training:",
-    }),
-    named("pre", "empty-snippet", { text: SNIPPET_SUMMARY }),
-    el("p", { text: "or, with a Keras model holding SequenceAttention layers, add the callback:" }),
-    el("pre", { text: SNIPPET_CALLBACK }),
-    el("p", {
-      text:
-        "New data appears here on its own while training runs. TensorBoard keeps only a " +
-        "sample of the steps by default; to browse every logged step, start it with:",
-    }),
-    el("pre", { text: SNIPPET_SERVE }),
-  );
-}
 
 export class AttentionApp {
   constructor(host) {
@@ -301,6 +261,7 @@ export class AttentionApp {
       this.empty.hidden = false;
       this.controls.hidden = true;
       this.view.replaceChildren();
+      this.overview.root.hidden = true;
       this.panels = [];
       this.stop();
       this.setStatus("");
@@ -308,6 +269,7 @@ export class AttentionApp {
     }
     this.empty.hidden = true;
     this.controls.hidden = false;
+    this.overview.root.hidden = this.mode !== "overview";
     if (this.runSelect.disabled) this.setControlsEnabled(true);
     if (!this.run || !tags[this.run]) this.run = runs[0];
     // Rebuild the menus only when names come or go: new steps alone leave them (and a menu
@@ -326,6 +288,7 @@ export class AttentionApp {
       this.resetSteps();
     }
     this.tagSelect.value = this.tag;
+    this.exampleSelect.value = splitTag(this.tag)[1];
     const before = previous[this.run] && previous[this.run][this.tag];
     const now = tags[this.run][this.tag];
     if (!before || before.max_step !== now.max_step || before.num_steps !== now.num_steps ||
@@ -452,6 +415,7 @@ export class AttentionApp {
     const names = Object.keys(this.tags[run] || {});
     if (!names.includes(this.tag)) this.tag = names.length ? groupTags(names)[0].tags[0].tag : null;
     this.tagSelect.value = this.tag;
+    if (this.tag) this.exampleSelect.value = splitTag(this.tag)[1];
     this.resetSteps();
     return this.loadSteps();
   }
@@ -915,32 +879,3 @@ export class AttentionApp {
     save(URL.createObjectURL(blob), `${this.fileStem()}.csv`, true);
   }
 }
-
-/**
- * TensorBoard's host page announces data reloads over a MessageChannel that a plugin iframe
- * opens by posting "experimental.bootstrap" with a port (the protocol of TensorBoard's
- * experimental plugin API, messages are JSON {type, id, payload, error, isReply}).
- */
-export function listenForReload(onReload) {
-  if (window.parent === window) return;
-  const channel = new MessageChannel();
-  channel.port1.onmessage = (event) => {
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (!message || message.isReply) return;
-    if (message.type === "experimental.DataReloaded") onReload();
-    channel.port1.postMessage(
-      JSON.stringify({ type: message.type, id: message.id, payload: null, error: null, isReply: true }),
-    );
-  };
-  try {
-    window.parent.postMessage("experimental.bootstrap", window.location.origin, [channel.port2]);
-  } catch {
-    // a cross-origin parent: polling alone keeps the view fresh
-  }
-}
-

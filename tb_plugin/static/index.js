@@ -13,13 +13,16 @@
 //   export.js     PNG, SVG and CSV of the current view
 //   overview.js   every layer and head of one example, with mean-entropy lines
 //   app.js        the toolbar, the views, the step slider and playback
+//   empty.js      the how-to shown for a logdir without attention data
+//   host.js       TensorBoard's reload messages to the iframe
 //   style.css     the styles
 //
 // Hence too: every request uses a relative URL, nothing is loaded from elsewhere (TensorBoard's
 // Content-Security-Policy forbids it), no third-party code is used, and user text reaches the
 // page only as text (dom.js). The data contract is the README's "The HTTP API" section.
 
-import { AttentionApp, POLL_MS, listenForReload } from "./app.js";
+import { AttentionApp, POLL_MS } from "./app.js";
+import { listenForReload } from "./host.js";
 import { getJson } from "./http.js";
 
 export { VIRIDIS_LUT, DIVERGING_LUT, buildLut, colorIndex } from "./colormaps.js";
