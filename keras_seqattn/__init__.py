@@ -1,9 +1,14 @@
-"""keras-seqattn: Wolfram-style sequence attention for Keras 3, and its view in TensorBoard."""
+"""keras-seqattn: Wolfram-style sequence attention for Keras 3, and its view in TensorBoard.
 
-from keras_seqattn.attention_logger import AttentionLogger
+Importing the package never imports TensorFlow: the layer's dense path is `keras.ops`
+only, `keras_seqattn.ragged` is imported when a ragged tensor is seen, and
+`AttentionLogger` is imported on first access (module `__getattr__`, PEP 562).
+"""
+
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
+from tb_plugin.read_logs import read_attention_logs
 from tb_plugin.summary import attention as attention_summary
 
 __version__ = "0.1.0"
@@ -16,4 +21,13 @@ __all__ = [
     "SequenceAttention",
     "attention_summary",
     "plot_attention",
+    "read_attention_logs",
 ]
+
+
+def __getattr__(name: str):
+    if name == "AttentionLogger":
+        from keras_seqattn.attention_logger import AttentionLogger
+
+        return AttentionLogger
+    raise AttributeError(f"module 'keras_seqattn' has no attribute {name!r}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
@@ -113,6 +113,9 @@ KINDS: dict[type, Kind] = {
 def kind_of(layer) -> Kind | None:
     for cls, kind in KINDS.items():
         if isinstance(layer, cls):
+            if getattr(layer, "multi_head", False) and not kind.heads:
+                # SequenceAttention(multi_head=True): weights (batch, heads, m, n).
+                return replace(kind, heads=True)
             return kind
     return None
 
