@@ -83,8 +83,12 @@ def mean_entropy(weights: np.ndarray) -> float:
 
 
 def stored(weights: np.ndarray) -> np.ndarray:
-    """Weights as the tab reads them back: float16, widened."""
-    return np.asarray(weights).astype(np.float16).astype(np.float64)
+    """Weights as the tab reads them back: through the plugin's own codec (format version 2
+    keeps softmax weights to 4 decimals), as the float32 the routes serve, widened."""
+    from tb_plugin import codec
+
+    _, values = codec.decode(*codec.encode(np.asarray(weights)))
+    return values.float32().astype(np.float64)
 
 
 def numpy_rollout(matrices: list[np.ndarray]) -> np.ndarray:
