@@ -8,6 +8,7 @@ only, `keras_seqattn.ragged` is imported when a ragged tensor is seen, and
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
+from tb_plugin.read_logs import read_attention_logs
 from tb_plugin.summary import attention as attention_summary
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "SequenceAttention",
     "attention_summary",
     "plot_attention",
+    "read_attention_logs",
 ]
 
 
