@@ -1,6 +1,10 @@
-"""keras-seqattn: Wolfram-style sequence attention for Keras 3, and its view in TensorBoard."""
+"""keras-seqattn: Wolfram-style sequence attention for Keras 3, and its view in TensorBoard.
 
-from keras_seqattn.attention_logger import AttentionLogger
+Importing the package never imports TensorFlow: the layer's dense path is `keras.ops`
+only, `keras_seqattn.ragged` is imported when a ragged tensor is seen, and
+`AttentionLogger` is imported on first access (module `__getattr__`, PEP 562).
+"""
+
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
@@ -17,3 +21,11 @@ __all__ = [
     "attention_summary",
     "plot_attention",
 ]
+
+
+def __getattr__(name: str):
+    if name == "AttentionLogger":
+        from keras_seqattn.attention_logger import AttentionLogger
+
+        return AttentionLogger
+    raise AttributeError(f"module 'keras_seqattn' has no attribute {name!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
@@ -232,7 +231,9 @@ class SequenceAttention(layers.Layer):
             }
         )
         scores = ops.reshape(scores, (batch, m, n))
-        return ops.cast(scores, "float64" if scores.dtype == "float64" else "float32")
+        return ops.cast(
+            scores, "float64" if sequences.dtype_name(scores) == "float64" else "float32"
+        )
 
     def _visible_inputs(self, inputs_mask, n, m):
         """Boolean mask of the inputs each query may see, (B or 1, m or 1, n), or None.
@@ -276,73 +277,32 @@ class SequenceAttention(layers.Layer):
     ):
         # `inputs` and `query` were checked by __call__, before Keras built the layer.
         inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
-        if (
-            isinstance(inputs, tf.RaggedTensor)
-            and isinstance(query, tf.RaggedTensor)
-            and inputs_mask is None
-            and query_mask is None
-        ):
-            return self._attend_in_two_groups(inputs, query, return_attention_scores, training)
-        return self._attend(
+        if sequences.is_ragged(inputs) or sequences.is_ragged(query):
+            return sequences.ragged_support().attend(
+                self._attend,
+                inputs,
+                query,
+                inputs_mask,
+                query_mask,
+                return_attention_scores,
+                training,
+            )
+        outputs, weights = self._attend(
             inputs, query, inputs_mask, query_mask, return_attention_scores, training
         )
-
-    def _attend_in_two_groups(self, inputs, query, return_attention_scores, training):
-        """Ragged inputs and query, without padding every example to the batch's longest.
-
-        Padding is work: 28 examples of ~20 vectors and 4 of 128, all padded to 128, score
-        32 * 128 * 128 pairs of which 85% are padding. Split the examples, by size, into
-        a short and a long group (where the split minimises the padded work) and attend
-        in each, padded to its own longest, when that saves enough. Same result per example.
-        """
-        first, second, worth_it = sequences.split_by_size(
-            ops.maximum(inputs.row_lengths(), query.row_lengths())
-        )
-        return tf.cond(
-            worth_it,
-            lambda: self._attend_groups(
-                inputs, query, (first, second), return_attention_scores, training
-            ),
-            lambda: self._attend(inputs, query, None, None, return_attention_scores, training),
-        )
-
-    def _attend_groups(self, inputs, query, groups, return_attention_scores, training):
-        first, second = groups
-        outs, weights = [], []
-        for group in (first, second):
-            out, w = self._attend(
-                tf.gather(inputs, group), tf.gather(query, group), None, None, True, training
-            )
-            outs.append(out)
-            weights.append(w)
-        # Back to the batch's order, on the query's own row partition.
-        back = tf.math.invert_permutation(tf.concat([first, second], 0))
-        outputs = query.with_flat_values(tf.gather(tf.concat(outs, 0), back).flat_values)
+        if query_mask is not None:
+            # Downstream layers (a decoder RNN, a loss) should skip the padded queries.
+            set_keras_mask(outputs, query_mask)
         if not return_attention_scores:
             return outputs
-        # Each group's weights are padded to its longest input; pad to the batch's.
-        lengths = inputs.row_lengths()
-        n = tf.reduce_max(tf.concat([lengths, tf.zeros([1], lengths.dtype)], 0))
-        weights = [
-            w.with_flat_values(
-                tf.pad(w.flat_values, [[0, 0], [0, n - tf.shape(w.flat_values, lengths.dtype)[1]]])
-            )
-            for w in weights
-        ]
-        weights = query.with_flat_values(tf.gather(tf.concat(weights, 0), back).flat_values)
         return outputs, weights
 
     def _attend(self, inputs, query, inputs_mask, query_mask, return_attention_scores, training):
-        """Attention on one batch, padded to its longest example (ragged or masked)."""
-        ragged_query = query if isinstance(query, tf.RaggedTensor) else None
-        inputs, input_lengths, _ = sequences.to_padded(inputs)
-        query, query_lengths, query_index = sequences.to_padded(query)
-        n, m = ops.shape(inputs)[1], ops.shape(query)[1]
-        if input_lengths is not None:
-            inputs_mask = self._and(inputs_mask, sequences.lengths_to_mask(input_lengths, n))
-        if query_lengths is not None:
-            query_mask = self._and(query_mask, sequences.lengths_to_mask(query_lengths, m))
+        """Attention on one dense batch: `(outputs, weights)`, weights None unless asked for.
 
+        Every backend's path; `keras_seqattn.ragged` calls it on padded ragged batches.
+        """
+        n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
         scores = self._score_all(inputs, query)
@@ -353,18 +313,9 @@ class SequenceAttention(layers.Layer):
         if training and self.dropout > 0:
             used = random.dropout(weights, self.dropout, seed=self.seed_generator)
         outputs = ops.matmul(ops.cast(used, self.compute_dtype), inputs)
-
-        if ragged_query is not None:
-            outputs = sequences.to_ragged_like(outputs, ragged_query, query_index)
-        elif query_mask is not None:
-            # Downstream layers (a decoder RNN, a loss) should skip the padded queries.
-            set_keras_mask(outputs, query_mask)
         if not return_attention_scores:
-            return outputs
-        weights = ops.cast(weights, self.compute_dtype)
-        if ragged_query is not None:
-            weights = sequences.to_ragged_like(weights, ragged_query, query_index)
-        return outputs, weights
+            return outputs, None
+        return outputs, ops.cast(weights, self.compute_dtype)
 
     @staticmethod
     def _and(a, b):
@@ -421,7 +372,8 @@ class SequenceAttention(layers.Layer):
         return_attention_scores=False,
         training=None,
     ):
-        sequences.check_not_distributed_ragged(inputs, query)
+        if sequences.is_ragged(inputs) or sequences.is_ragged(query):
+            sequences.ragged_support().check_not_distributed(inputs, query)
         ragged = sequences.is_ragged(query)
         batch, m = query.shape[0], query.shape[1]
         out = KerasTensor((batch, m, inputs.shape[-1]), dtype=self.compute_dtype, ragged=ragged)

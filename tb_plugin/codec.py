@@ -250,7 +250,7 @@ def decode_header(blob: bytes) -> Header:
     """
     try:
         header = json.loads(bytes(blob).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, TypeError) as err:
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
         raise DecodeError(f"header is not UTF-8 JSON: {err}") from err
     if not isinstance(header, dict):
         raise DecodeError("header: expected a JSON object")

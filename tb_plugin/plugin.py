@@ -5,6 +5,9 @@ Routes, under `/data/plugin/attention/` (documented in the README):
 * `tags`: `{run: {tag: {description, max_step, num_steps, shape, heads}}}`
 * `steps?run=R&tag=T`: `[{step, wall_time}, ...]`, ascending
 * `matrix?run=R&tag=T[&step=S][&format=json|binary|csv]`: one stored matrix
+* `overview?run=R&example=E[&step=S]`: one step of every layer of probe example E, in
+  one binary answer (JSON description, then float32 values)
+* `entropy?run=R`: `{layer: [[step, mean entropy], ...]}` from the logger's scalars
 * anything else: a file of `static/` named exactly as in a listing of that folder.
 
 Every request that cannot be served gets a 4xx answer with a JSON body `{"error": ...}`.
@@ -19,6 +22,7 @@ import functools
 import io
 import json
 import logging
+import math
 import os
 import re
 import struct
@@ -45,6 +49,15 @@ _ALL_STEPS = 1 << 30
 MAX_REMEMBERED_STEPS = 100_000
 # How many decoded headers (of tags' latest steps) the plugin keeps.
 MAX_REMEMBERED_HEADERS = 10_000
+# Most values one `overview` answer may hold (32 MiB of float32, e.g. 24 layers x 12
+# heads of 170 x 170); beyond it the answer is 413, so that one request's cost is bounded.
+MAX_OVERVIEW_VALUES = 1 << 23
+# Most points per layer that `entropy` returns (TensorBoard downsamples beyond it).
+MAX_ENTROPY_POINTS = 10_000
+# The scalar the logger writes per layer, `<layer key>/mean_entropy`, by `tf.summary.scalar`
+# (whose plugin name is "scalars").
+ENTROPY_SUFFIX = "/mean_entropy"
+SCALARS_PLUGIN = "scalars"
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _STATIC_TYPES = {
@@ -130,6 +143,29 @@ def _parse_format(text: str | None) -> str:
     return text
 
 
+def _binary_body(described: dict, arrays: list[np.ndarray]) -> bytes:
+    """The binary answer: uint32 length, UTF-8 JSON, zero padding to 4 bytes, float32s."""
+    header = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
+    padding = b"\0" * (-(4 + len(header)) % 4)
+    parts = [struct.pack("<I", len(header)), header, padding]
+    parts.extend(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
+    return b"".join(parts)
+
+
+def _version_problem(content: bytes) -> str | None:
+    """Why a tag's plugin content is not readable by this plugin, or None when it is."""
+    try:
+        version = metadata.parse_plugin_metadata(content)
+    except (TypeError, ValueError, RecursionError) as err:
+        return str(err)
+    if version > codec.FORMAT_VERSION:
+        return (
+            f"format version {version} is newer than this plugin's ({codec.FORMAT_VERSION}); "
+            "upgrade keras-seqattn"
+        )
+    return None
+
+
 def _safe_filename(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")[:150]
 
@@ -204,6 +240,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "/tags": self._serve_tags,
             "/steps": self._serve_steps,
             "/matrix": self._serve_matrix,
+            "/overview": self._serve_overview,
+            "/entropy": self._serve_entropy,
             "/*": self._serve_static,
         }
 
@@ -316,7 +354,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 if isinstance(blob, Exception):
                     raise blob
                 cached[key] = codec.decode_header(blob)
-            except (codec.DecodeError, errors.NotFoundError) as err:
+            except Exception as err:  # noqa: BLE001 - a bad tag must never hide the others
                 cached[key] = err
                 continue
             with self._known_lock:
@@ -431,16 +469,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, body, "application/json; charset=utf-8")
 
     def _binary_response(self, request, described: dict, values: np.ndarray):
-        header = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
-        padding = b"\0" * (-(4 + len(header)) % 4)
-        body = b"".join(
-            (
-                struct.pack("<I", len(header)),
-                header,
-                padding,
-                codec.widen(values).tobytes(order="C"),
-            )
-        )
+        body = _binary_body(described, [codec.widen(values)])
         return http_util.Respond(request, body, "application/octet-stream")
 
     def _csv_response(self, request, run, tag, step, header: codec.Header, values):
@@ -459,6 +488,161 @@ class AttentionPlugin(base_plugin.TBPlugin):
             "text/csv",
             headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
         )
+
+    @_json_errors
+    def _serve_overview(self, request):
+        run, example = _param(request, "run"), _param(request, "example")
+        if "/" in example:
+            raise _RequestError(
+                400,
+                "query parameter 'example': expected the last part of a tag (a probe "
+                f"example's index, without '/'), got {_shown(example)}",
+            )
+        step = _parse_step(request.args.get("step"))
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        body = self._overview(ctx, experiment, run, example, step)
+        return http_util.Respond(request, body, "application/octet-stream")
+
+    def _overview(self, ctx, experiment: str, run: str, example: str, step: int | None) -> bytes:
+        suffix = "/" + example
+        listing = self._data_provider.list_blob_sequences(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=provider.RunTagFilter(runs=[run]),
+        )
+        candidates = {
+            tag: series
+            for tag, series in listing.get(run, {}).items()
+            if tag.endswith(suffix) and len(tag) > len(suffix)
+        }
+        if not candidates:
+            raise _RequestError(
+                404,
+                f"no attention data for run {_shown(run)} and example {_shown(example)} "
+                "(tags ending in '/" + example[:50] + "')",
+            )
+        errors_: list[dict[str, str]] = []
+        readable = {}
+        for tag, series in candidates.items():
+            problem = _version_problem(series.plugin_content)
+            if problem:
+                errors_.append({"tag": tag, "error": problem})
+            else:
+                readable[tag] = series
+        data = self._read_sequences(
+            ctx, experiment, provider.RunTagFilter(runs=[run], tags=list(readable))
+        ).get(run, {})
+        if step is None:
+            step = max((d.step for series in data.values() for d in series), default=None)
+        if step is None:
+            raise _RequestError(
+                404,
+                f"no readable steps for run {_shown(run)} and example {_shown(example)}"
+                + "".join(f"; {_shown(e['tag'])}: {e['error']}" for e in errors_[:3]),
+            )
+        shown, missing = [], []
+        for tag in sorted(readable):
+            datum = next((d for d in data.get(tag, ()) if d.step == step), None)
+            if datum is None:
+                missing.append(tag)
+            elif len(datum.values) != 2:
+                errors_.append(
+                    {"tag": tag, "error": f"expected 2 blobs per step, got {len(datum.values)}"}
+                )
+            else:
+                shown.append((tag, datum))
+        if len(missing) == len(readable):
+            raise _RequestError(
+                404,
+                f"query parameter 'step': no step {step} for run {_shown(run)} and "
+                f"example {_shown(example)}",
+            )
+        headers = self._latest_headers(ctx, [d.values[0].blob_key for _, d in shown])
+        layers = []
+        for (tag, datum), header in zip(shown, headers, strict=True):
+            if isinstance(header, BaseException):
+                errors_.append({"tag": tag, "error": str(header)})
+            else:
+                layers.append((tag, datum, header))
+        total = sum(math.prod(header.shape) for *_, header in layers)
+        if total > MAX_OVERVIEW_VALUES:
+            raise _RequestError(
+                413,
+                f"the layers of run {_shown(run)}, example {_shown(example)}, step {step} "
+                f"hold {total} values, more than one overview answer may ({MAX_OVERVIEW_VALUES});"
+                " read them one tag at a time with the 'matrix' route",
+            )
+        blobs = self._read_blobs(ctx, [d.values[1].blob_key for _, d, _ in layers])
+        described, arrays, offset = [], [], 0
+        # The logger writes a step's layers in model order, so wall time gives that order.
+        order = sorted(range(len(layers)), key=lambda i: (layers[i][1].wall_time, layers[i][0]))
+        for i in order:
+            tag, datum, header = layers[i]
+            try:
+                blob = blobs[i]
+                if isinstance(blob, BaseException):
+                    raise blob
+                values = codec.widen(codec.decode_values(header, blob))
+            except Exception as err:  # noqa: BLE001 - one bad tag never fails the others
+                errors_.append({"tag": tag, "error": f"{type(err).__name__}: {err}"})
+                continue
+            described.append(
+                {
+                    "tag": tag,
+                    "layer": tag[: -len(suffix)],
+                    "wall_time": datum.wall_time,
+                    "shape": list(header.shape3),
+                    "heads": header.heads,
+                    "input_labels": list(header.input_labels),
+                    "query_labels": list(header.query_labels),
+                    "description": readable[tag].description,
+                    "offset": offset,
+                }
+            )
+            arrays.append(values.reshape(-1))
+            offset += values.size
+        errors_.sort(key=lambda e: e["tag"])
+        head = {
+            "run": run,
+            "example": example,
+            "step": step,
+            "layers": described,
+            "missing": missing,
+            "errors": errors_,
+        }
+        return _binary_body(head, arrays)
+
+    @_json_errors
+    def _serve_entropy(self, request):
+        run = _param(request, "run")
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        listing = self._data_provider.list_scalars(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=SCALARS_PLUGIN,
+            run_tag_filter=provider.RunTagFilter(runs=[run]),
+        )
+        tags = [
+            tag
+            for tag in listing.get(run, {})
+            if tag.endswith(ENTROPY_SUFFIX) and len(tag) > len(ENTROPY_SUFFIX)
+        ]
+        result: dict[str, list[list[float]]] = {}
+        if tags:
+            data = self._data_provider.read_scalars(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=SCALARS_PLUGIN,
+                downsample=MAX_ENTROPY_POINTS,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags),
+            )
+            for tag, series in sorted(data.get(run, {}).items()):
+                points = sorted((d.step, d.value) for d in series)
+                result[tag[: -len(ENTROPY_SUFFIX)]] = [[s, float(v)] for s, v in points]
+        return http_util.Respond(request, result, "application/json")
 
     @_json_errors
     def _serve_static(self, request):

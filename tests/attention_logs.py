@@ -3,7 +3,9 @@
 Shared by the WSGI and the real-server tests, so both check the same facts:
 labels that change between steps (and with them the shape), unicode and markup labels,
 a multi-head matrix, a second run, a run without attention data, and tags the plugin
-must skip or refuse (a newer format version, corrupt blobs).
+must skip or refuse (a newer format version, corrupt blobs). The run "model" is what
+`AttentionLogger` writes: tags `<layer key>/<example>` in model order at each step, and
+the scalars `<layer key>/mean_entropy`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import os
 import struct
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +39,8 @@ class Logs:
     logdir: str
     # {run: {tag: [Written, ...]}} in step order
     written: dict[str, dict[str, list[Written]]] = field(default_factory=dict)
+    # Run "model": {layer: [(step, mean entropy as float32), ...]}
+    entropy: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -134,12 +139,56 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     with scalars_only.as_default():
         tf.summary.scalar("loss", 1.0, step=0)
     scalars_only.close()
+
+    model = tf.summary.create_file_writer(os.path.join(logdir, "model"))
+    for step in MODEL_STEPS:
+        for layer, shape in MODEL_LAYERS.items():
+            for example in ("0", "1"):
+                if (layer, example, step) == MODEL_GAP:
+                    continue
+                inputs = [f"{example}-in{i}" for i in range(shape[-1])]
+                queries = [f"{example}-q{i}" for i in range(shape[-2])]
+                weights = _softmax(3 * rng.normal(size=shape))
+                log("model", model, f"{layer}/{example}", step, weights, inputs, queries)
+                # Distinct wall times, as real layers (run one after another) have.
+                time.sleep(0.002)
+            entropy = float(np.float32(rng.random() * 2))
+            with model.as_default():
+                tf.summary.scalar(f"{layer}/mean_entropy", entropy, step=step)
+                tf.summary.scalar(f"{layer}/mean_max_weight", 0.5, step=step)
+            logs.entropy.setdefault(layer, []).append((step, entropy))
+        with model.as_default():
+            tf.summary.scalar("loss", 1.0 / (step + 1), step=step)
+            if step == MODEL_STEPS[-1]:
+                # Hostile tags of example 0: they must never hide the good ones.
+                tf.summary.write(
+                    "broken/0",
+                    tf.constant([b"[" * 1000, b"x"]),
+                    step=step,
+                    metadata=metadata.create_summary_metadata(),
+                )
+                tf.summary.write("newer/0", tf.constant([b"{}", b""]), step=step, metadata=future)
+    model.close()
     return logs
+
+
+# The run "model": layer keys (as the logger makes them: "/" and "@2" inside) in model
+# order, deliberately not alphabetical, and the shape each logs.
+MODEL_LAYERS = {
+    "encoder/block/1/attn": (3, 4),
+    "encoder/mha@2": (2, 3, 3),
+    "decoder/cross": (2, 4),
+}
+MODEL_STEPS = (0, 10, 20)
+# (layer, example, step) not written: that layer is "missing" from example 0's last step.
+MODEL_GAP = ("decoder/cross", "0", 20)
+MODEL_BAD_TAGS = {"broken/0", "newer/0"}
 
 
 VISIBLE_TAGS = {
     "train": ["decoder/heads/0", "edges/0", "encoder/attn/0", "long/0"],
     "eval": ["encoder/attn/0"],
+    "model": sorted(f"{layer}/{e}" for layer in MODEL_LAYERS for e in ("0", "1")),
 }
 HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0"]
 
@@ -186,3 +235,48 @@ def check_csv(text: str, w: Written) -> None:
         np.testing.assert_allclose(
             [float(c) for c in row[1:]], heads[h, q].astype(np.float64), rtol=1e-5
         )
+
+
+def parse_overview(body: bytes) -> tuple[dict, np.ndarray]:
+    """Reads the `overview` answer: its JSON description and all its float32 values."""
+    (length,) = struct.unpack_from("<I", body, 0)
+    described = json.loads(body[4 : 4 + length].decode("utf-8"))
+    start = 4 + length + (-(4 + length) % 4)
+    assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
+    return described, np.frombuffer(body, dtype="<f4", offset=start)
+
+
+def check_overview(described: dict, values: np.ndarray, logs: Logs, example: str, step: int):
+    """Asserts an `overview` answer holds exactly what run "model" has at `step`."""
+    assert (described["run"], described["example"], described["step"]) == ("model", example, step)
+    expected_layers = [layer for layer in MODEL_LAYERS if (layer, example, step) != MODEL_GAP]
+    # Model order (the order of writing), not alphabetical.
+    assert [entry["layer"] for entry in described["layers"]] == expected_layers
+    walls = [entry["wall_time"] for entry in described["layers"]]
+    assert walls == sorted(walls)
+    offset = 0
+    for entry in described["layers"]:
+        tag = entry["layer"] + "/" + example
+        assert entry["tag"] == tag
+        (w,) = [w for w in logs.written["model"][tag] if w.step == step]
+        shape3 = list(w.values.shape) if w.values.ndim == 3 else [1, *w.values.shape]
+        assert entry["shape"] == shape3 and entry["heads"] == shape3[0]
+        assert entry["input_labels"] == w.input_labels
+        assert entry["query_labels"] == w.query_labels
+        assert entry["description"] == ""
+        assert entry["offset"] == offset
+        size = int(np.prod(shape3))
+        np.testing.assert_allclose(
+            values[offset : offset + size], w.values.reshape(-1).astype(np.float32), atol=5e-5
+        )
+        offset += size
+    assert offset == values.size
+    # A layer without this step is "missing"; so is the corrupt tag, which has only the last.
+    last = (example, step) == ("0", MODEL_STEPS[-1])
+    missing = [MODEL_GAP[0] + "/0"] if (example, step) == MODEL_GAP[1:] else []
+    missing += ["broken/0"] if example == "0" and not last else []
+    assert described["missing"] == sorted(missing)
+    # Unreadable: the newer format always, the corrupt header where it has this step.
+    bad = (["broken/0"] if last else []) + (["newer/0"] if example == "0" else [])
+    assert [e["tag"] for e in described["errors"]] == bad
+    assert all(isinstance(e["error"], str) and e["error"] for e in described["errors"])

@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 from attention_logs import (
     HIDDEN_TAGS,
+    MODEL_STEPS,
     VISIBLE_TAGS,
     check_csv,
+    check_overview,
     expected_json,
     parse_binary,
+    parse_overview,
     write_logs,
 )
 from tb_server import TensorBoardServer
@@ -37,10 +40,15 @@ def logs(tmp_path_factory):
 
 def _all_data_loaded(server: TensorBoardServer, logs) -> bool:
     tags = server.get_json(PREFIX + "tags")
-    return {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS and all(
-        tags[run][tag]["num_steps"] == len(written)
-        for run, by_tag in logs.written.items()
-        for tag, written in by_tag.items()
+    return (
+        {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS
+        and all(
+            tags[run][tag]["num_steps"] == len(written)
+            for run, by_tag in logs.written.items()
+            for tag, written in by_tag.items()
+        )
+        and server.get_json(PREFIX + "entropy?run=model")
+        == {layer: [list(p) for p in series] for layer, series in logs.entropy.items()}
     )
 
 
@@ -106,6 +114,29 @@ def test_matrix_binary_and_csv(server, logs):
             check_csv(body.decode("utf-8"), w)
 
 
+def test_overview_of_each_example_and_step(server, logs):
+    for example in ("0", "1"):
+        for step in (*MODEL_STEPS, None):
+            params = {"run": "model", "example": example}
+            if step is not None:
+                params["step"] = step
+            status, body, headers = server.get(_url("overview", **params))
+            assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+            described, values = parse_overview(body)
+            check_overview(
+                described, values, logs, example, MODEL_STEPS[-1] if step is None else step
+            )
+
+
+def test_entropy_series_and_the_tab_only_for_attention_data(server, logs):
+    # (the fixture waited until the entropy route answered exactly logs.entropy)
+    assert server.get_json(_url("entropy", run="model")).keys() == logs.entropy.keys()
+    assert server.get_json(_url("entropy", run="scalars_only")) == {}
+    # The Scalars tab sees the same logdir; the attention tab stays for attention data.
+    listing = server.get_json("data/plugins_listing")
+    assert listing["attention"]["enabled"] and listing["scalars"]["enabled"]
+
+
 def test_static_index_js_is_served_as_javascript(server):
     if not os.path.isfile(os.path.join(plugin.STATIC_DIR, "index.js")):
         pytest.skip("tb_plugin/static/index.js not written yet (frontend)")
@@ -130,6 +161,11 @@ def test_static_index_js_is_served_as_javascript(server):
         ("..%2fplugin.py", 404),
         ("plugin.py", 404),
         ("nope.js", 404),
+        ("overview?run=model", 400),
+        ("overview?run=model&example=a/0", 400),
+        ("overview?run=model&example=0&step=5", 404),
+        ("overview?run=nope&example=0", 404),
+        ("entropy", 400),
     ],
 )
 def test_bad_requests_get_a_json_4xx(server, path, status):

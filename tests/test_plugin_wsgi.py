@@ -16,10 +16,14 @@ import pytest
 from attention_logs import (
     HIDDEN_TAGS,
     MARKUP,
+    MODEL_BAD_TAGS,
+    MODEL_STEPS,
     VISIBLE_TAGS,
     check_csv,
+    check_overview,
     expected_json,
     parse_binary,
+    parse_overview,
     write_logs,
 )
 from tensorboard.backend import application
@@ -198,6 +202,88 @@ def test_gzip_is_used_when_accepted(client):
     assert response.headers["Content-Encoding"] == "gzip"
 
 
+# -- overview and entropy -----------------------------------------------------------------
+
+
+def _overview(client, **params):
+    response = _get(client, "overview", **params)
+    assert response.status_code == 200, response.get_data()[:300]
+    assert response.mimetype == "application/octet-stream"
+    return parse_overview(response.get_data())
+
+
+def test_overview_holds_every_layer_of_one_example_at_one_step_in_model_order(client, logs):
+    for example in ("0", "1"):
+        for step in MODEL_STEPS:
+            described, values = _overview(client, run="model", example=example, step=step)
+            check_overview(described, values, logs, example, step)
+
+
+def test_overview_without_step_shows_the_latest_step_of_that_example(client, logs):
+    for example in ("0", "1"):
+        described, values = _overview(client, run="model", example=example)
+        assert described["step"] == MODEL_STEPS[-1]
+        check_overview(described, values, logs, example, MODEL_STEPS[-1])
+
+
+def test_overview_reports_bad_tags_without_hiding_the_good_ones(client):
+    described, _ = _overview(client, run="model", example="0")
+    errors = {e["tag"]: e["error"] for e in described["errors"]}
+    assert set(errors) == MODEL_BAD_TAGS
+    assert "version 99" in errors["newer/0"]
+    assert "JSON" in errors["broken/0"]
+    assert len(described["layers"]) == 2
+
+
+def test_overview_of_other_runs_uses_the_same_tag_rule(client, logs):
+    described, values = _overview(client, run="train", example="0", step=0)
+    assert [e["tag"] for e in described["layers"]] == [
+        "encoder/attn/0",
+        "decoder/heads/0",
+        "edges/0",
+        "long/0",
+    ]
+    assert described["missing"] == []
+    assert sorted(e["tag"] for e in described["errors"]) == sorted(HIDDEN_TAGS)
+    long0 = described["layers"][-1]
+    np.testing.assert_array_equal(
+        values[long0["offset"] :], logs.written["train"]["long/0"][0].values.reshape(-1)
+    )
+
+
+def test_overview_beyond_its_value_limit_is_refused_with_413(client, monkeypatch):
+    monkeypatch.setattr(plugin, "MAX_OVERVIEW_VALUES", 20)
+    response = _get(client, "overview", run="model", example="1", step=0)
+    assert response.status_code == 413
+    error = json.loads(response.get_data())["error"]
+    assert "more than" in error and "20" in error and "'matrix'" in error
+
+
+def test_entropy_is_each_layers_mean_entropy_series_ascending(client, logs):
+    got = _json(client, "entropy", run="model")
+    assert got == {
+        layer: [[step, value] for step, value in series] for layer, series in logs.entropy.items()
+    }
+    assert _json(client, "entropy", run="train") == {}
+    assert _json(client, "entropy", run="nope") == {}
+
+
+def test_the_tab_is_active_for_attention_data_only(tmp_path):
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "run"))
+    with writer.as_default():
+        tf.summary.scalar("layer/mean_entropy", 1.0, step=0)
+    writer.close()
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    client = _client(provider, str(tmp_path))
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    assert listing["attention"]["enabled"] is False
+
+
 # -- static files ------------------------------------------------------------------------
 
 
@@ -285,6 +371,20 @@ BAD_REQUESTS = [
     ("dir.js", 404),
     ("nope.js", 404),
     ("tags/extra", 404),
+    ("overview", 400),
+    ("overview?run=model", 400),
+    ("overview?example=0", 400),
+    ("overview?run=model&example=", 400),
+    ("overview?run=model&example=a/0", 400),
+    ("overview?run=model&example=0&step=abc", 400),
+    ("overview?run=model&example=0&step=" + "9" * 40, 400),
+    ("overview?run=model&example=0&step=5", 404),
+    ("overview?run=model&example=7", 404),
+    ("overview?run=nope&example=0", 404),
+    ("overview?run=scalars_only&example=0", 404),
+    (f"overview?run={HUGE}&example={HUGE}", 404),
+    ("entropy", 400),
+    ("entropy?run=", 400),
     (HUGE, 404),
 ]
 
@@ -316,13 +416,14 @@ def test_an_unexpected_failure_in_the_data_provider_is_a_json_4xx(logs):
         def list_blob_sequences(self, *args, **kwargs):
             raise RuntimeError("disk on fire")
 
-        read_blob_sequences = list_blob_sequences
+        read_blob_sequences = list_scalars = read_scalars = list_blob_sequences
 
         def list_plugins(self, *args, **kwargs):
             return ["attention"]
 
     client = _client(Broken(), logs.logdir)
-    for route in ("tags", "steps?run=a&tag=b", "matrix?run=a&tag=b"):
+    routes = ("tags", "steps?run=a&tag=b", "matrix?run=a&tag=b", "overview?run=a&example=0")
+    for route in (*routes, "entropy?run=a"):
         response = client.get(PREFIX + route)
         assert response.status_code == 400
         assert "disk on fire" in json.loads(response.get_data())["error"]
