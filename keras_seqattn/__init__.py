@@ -5,6 +5,7 @@ only, `keras_seqattn.ragged` is imported when a ragged tensor is seen, and
 `AttentionLogger` is imported on first access (module `__getattr__`, PEP 562).
 """
 
+from keras_seqattn.attention_adapters import AttentionAdapter, register_attention_adapter
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
@@ -14,12 +15,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdditiveScore",
+    "AttentionAdapter",
     "AttentionLogger",
     "BilinearScore",
     "DotScore",
     "SequenceAttention",
     "attention_summary",
     "plot_attention",
+    "register_attention_adapter",
 ]
 
 

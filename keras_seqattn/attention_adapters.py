@@ -92,14 +92,27 @@ class ReturnScoresAdapter(AttentionAdapter):
 
     Queries and inputs are read from arguments named like Keras's own (`query`;
     `value`, `inputs`, `key`); a layer called on a single tensor is taken as
-    self-attention over it.
+    self-attention over it, its `mask` argument the mask of both axes.
     """
 
     _QUERY = ("query", "queries", "q")
     _INPUTS = ("value", "values", "inputs", "key", "keys", "memory", "context")
 
     def _tensors(self, arguments: dict) -> dict:
-        return {k: v for k, v in arguments.items() if hasattr(v, "shape") and hasattr(v, "dtype")}
+        return {
+            k: v
+            for k, v in arguments.items()
+            if hasattr(v, "shape") and hasattr(v, "dtype") and not k.endswith("mask")
+        }
+
+    def _own_mask(self, arguments: dict):
+        """`mask` of a layer called on one sequence: the mask of its queries and inputs."""
+        mask = arguments.get("mask")
+        single = len(self._tensors(arguments)) == 1
+        return mask if single and hasattr(mask, "shape") else None
+
+    def query_masks(self, arguments):
+        return [arguments.get("query_mask"), self._own_mask(arguments)]
 
     def query(self, arguments):
         tensors = self._tensors(arguments)
@@ -116,7 +129,8 @@ class ReturnScoresAdapter(AttentionAdapter):
         return next(iter(tensors.values())) if len(tensors) == 1 else None
 
     def input_masks(self, arguments):
-        return [arguments.get(name) for name in ("value_mask", "key_mask", "inputs_mask")]
+        names = ("value_mask", "key_mask", "inputs_mask")
+        return [arguments.get(name) for name in names] + [self._own_mask(arguments)]
 
 
 class SequenceAttentionAdapter(AttentionAdapter):
