@@ -82,7 +82,10 @@ def _generated(layer) -> bool:
 
 def _attribute_name(parent, child) -> str | None:
     """The attribute of `parent` that holds `child` (public names first), if any."""
-    names = [k for k, v in vars(parent).items() if v is child]
+    attributes = dict(vars(parent))
+    # PyTorch modules keep their submodules apart (torch.nn.Module.__setattr__).
+    attributes.update(vars(parent).get("_modules") or {})
+    names = [k for k, v in attributes.items() if v is child]
     names.sort(key=lambda k: (k.startswith("_"), k))
     return names[0].lstrip("_") or None if names else None
 
