@@ -9,6 +9,7 @@ from keras_seqattn.attention_adapters import AttentionAdapter, register_attentio
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
+from tb_plugin.read_logs import read_attention_logs
 from tb_plugin.summary import attention as attention_summary
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "SequenceAttention",
     "attention_summary",
     "plot_attention",
+    "read_attention_logs",
     "register_attention_adapter",
 ]
 

@@ -32,6 +32,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from tb_plugin.labels import check_labels
+
 AXES = ("queries", "inputs")
 
 Labels = Sequence[Sequence[str]] | Callable[[Any], Sequence[str]] | None
@@ -101,7 +103,9 @@ def check_tokens(tokens, where: str) -> list[str]:
                 f"`{where}[{i}]`: expected a string token; got {type(token).__name__} {token!r}."
             )
         out.append(str(token))
-    return out
+    # The project's one label policy (encodable text, bounded length), as the writer
+    # and the plugin apply it: refused here, before training, rather than when writing.
+    return list(check_labels(out, None, f"`{where}`"))
 
 
 def leaf_keys(probe) -> list[tuple]:

@@ -1,7 +1,9 @@
 """`AttentionLogger`: logs the attention of fixed probe examples to TensorBoard during `fit`.
 
 The weights come from a probe pass through the model (`attention_probe.ProbePass`: a
-`tf.function` of its own, in inference mode; the training step is not touched). Per
+compiled function of its own on TensorFlow and JAX, eager on PyTorch, in inference mode;
+the training step is not touched); which tokens label which axis is decided by
+`attention_labels`. Per
 logging point the logger writes, in the run `<log_dir>/attention`, the plugin's
 attention summaries, labelled heatmap images and entropy scalars.
 """
@@ -13,20 +15,17 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_seqattn import attention_labels
 from keras_seqattn.attention_labels import Labels
 from keras_seqattn.attention_probe import ProbePass, Target, adapter_of, find_attention_layers
 from keras_seqattn.attention_spans import is_ragged
-from keras_seqattn.heatmap_images import HeatmapImages
-from tb_plugin import summary as attention_summary
+from keras_seqattn.summary_writing import SummaryWriting, is_chief
 
 logger = logging.getLogger(__name__)
 
@@ -110,31 +109,6 @@ def _padded_length(x) -> int | None:
     if is_ragged(x):
         return int(x.bounding_shape()[1])
     return None if x.shape[1] is None else int(x.shape[1])
-
-
-# --------------------------------------------------------------------------------------
-# Distribution
-# --------------------------------------------------------------------------------------
-
-
-def _is_chief(strategy) -> bool:
-    """True unless this process is a non-chief worker of a multi-worker cluster.
-
-    The chief is the task of type "chief", or worker 0 when the cluster has no chief
-    (TensorFlow's own convention, `multi_worker_util.is_chief`).
-    """
-    resolver = getattr(getattr(strategy, "extended", None), "_cluster_resolver", None)
-    resolver = resolver or getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id or 0
-    if task_type == "chief":
-        return True
-    try:
-        cluster = resolver.cluster_spec().as_dict()
-    except Exception:  # noqa: BLE001 - no cluster spec: a single process
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
 # --------------------------------------------------------------------------------------
@@ -239,9 +213,9 @@ class AttentionLogger(keras.callbacks.Callback):
         every_n_steps: log every this many training steps instead of by epoch.
             Per-batch logging makes Keras wait for every batch's results.
         layers: names or paths of the attention layers to log; default: all of them.
-        images: also write the heatmaps as image summaries, the same figure as
-            `plotting.attention_png` (drawn by matplotlib on a worker thread while
-            training goes on).
+        images: also write the heatmaps as image summaries: `plot_attention`'s
+            picture (tokens on the axes, a colour bar), composed from a colour lookup
+            table on a worker thread while training goes on (`heatmap_images`).
         scalars: also write the mean entropy and mean largest weight per layer.
 
     Raises:
@@ -303,10 +277,7 @@ class AttentionLogger(keras.callbacks.Callback):
         self._input_label_specs = attention_labels.per_input(labels, self.probe, self.num_examples)
         self._layer_label_specs = self._check_layer_labels(layer_labels)
         self._policy: attention_labels.LabelPolicy | None = None
-        self._writer = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._images_job: Future | None = None
-        self._heatmaps = HeatmapImages()  # used by the worker thread only
+        self._writing = SummaryWriting(self.run_dir, images=images, scalars=scalars)
         self._pass: ProbePass | None = None
         self._pass_model = None
         self._last_step: int | None = None
@@ -326,9 +297,7 @@ class AttentionLogger(keras.callbacks.Callback):
     # -- Keras hooks ----------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if keras.backend.backend() == "tensorflow":
-            strategy = getattr(self.model, "distribute_strategy", None)
-            self._chief = _is_chief(strategy or tf.distribute.get_strategy())
+        self._chief = is_chief(self.model)
         if self._pass is None or self._pass_model is not self.model:
             self._pass = ProbePass(self.model, self._targets())
             self._pass_model = self.model
@@ -351,14 +320,9 @@ class AttentionLogger(keras.callbacks.Callback):
         self._last_batch_step = step
 
     def on_train_end(self, logs=None):
-        try:
-            self._wait_for_images()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown()
-                self._executor = None
-            if self._writer is not None:
-                self._writer.flush()
+        # Waits for the last points' images and closes the event file: everything is
+        # on disk when fit returns. A write failure was a warning, never an error.
+        self._writing.finish()
 
     # -- the work -------------------------------------------------------------------------
 
@@ -610,70 +574,12 @@ class AttentionLogger(keras.callbacks.Callback):
             return
         outputs = self._run_probe()
         matrices, stats = self._matrices(outputs)
+        if self._chief:
+            # Checks (and encodes) the whole point before writing any of it, then
+            # writes it on a worker thread (summary_writing).
+            self._writing.write_point(step, matrices, stats)
         self._first_run = False
         self._last_step = step
-        if not self._chief:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.run_dir)
-        # record_if(True): keras.callbacks.TensorBoard, with a batch-level update_freq,
-        # keeps its own record_if condition open around the whole of training.
-        with self._writer.as_default(), tf.summary.record_if(True):
-            for matrix in matrices:
-                attention_summary.attention(
-                    matrix.tag,
-                    matrix.weights,
-                    step=step,
-                    input_labels=matrix.input_labels,
-                    query_labels=matrix.query_labels,
-                    description=matrix.description,
-                )
-            if self.scalars:
-                for tag, (entropy, largest) in stats.items():
-                    if math.isnan(entropy):
-                        continue
-                    tf.summary.scalar(
-                        f"{tag}/mean_entropy",
-                        entropy,
-                        step=step,
-                        description="mean entropy (nats) of the probe's attention rows",
-                    )
-                    tf.summary.scalar(
-                        f"{tag}/mean_max_weight",
-                        largest,
-                        step=step,
-                        description="mean largest weight of the probe's attention rows",
-                    )
-        if self.images:
-            # The heatmaps (about 0.05 s of matplotlib each, see heatmap_images) are drawn
-            # on a worker thread while training goes on; one logging point at a time.
-            self._wait_for_images()
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="AttentionLogger")
-            self._images_job = self._executor.submit(self._write_images, matrices, step)
-
-    def _write_images(self, matrices: Sequence[_Matrix], step: int) -> None:
-        # The default summary writer is per thread: this one needs its own.
-        with self._writer.as_default(), tf.summary.record_if(True):
-            for matrix in matrices:
-                pixels = self._heatmaps.rgb(
-                    matrix.tag,
-                    matrix.weights,
-                    matrix.input_labels,
-                    matrix.query_labels,
-                    title=f"{matrix.tag}  step {step}",
-                )
-                tf.summary.image(
-                    f"{matrix.tag}/heatmap",
-                    pixels[np.newaxis],
-                    step=step,
-                    description=matrix.description,
-                )
-
-    def _wait_for_images(self) -> None:
-        job, self._images_job = self._images_job, None
-        if job is not None:
-            job.result()  # a drawing error surfaces here, in the training thread
 
 
 def _positive_int(value, name: str) -> int:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tb_plugin.labels import check_labels
+
 # Beyond this many ticks on an axis, labels are thinned so that they stay readable.
 _MAX_TICKS = 60
 
@@ -32,14 +34,8 @@ def _as_matrix(weights) -> np.ndarray:
 
 
 def _labels(labels, size: int, name: str) -> list[str]:
-    if labels is None:
-        return [str(i) for i in range(size)]
-    if isinstance(labels, str):
-        raise TypeError(f"`{name}` must be a sequence of strings, one per position; got a str.")
-    labels = [str(label) for label in labels]
-    if len(labels) != size:
-        raise ValueError(f"`{name}` must have {size} labels, one per position; got {len(labels)}.")
-    return labels
+    # The one label policy of the project, shared with the summary writer and the logger.
+    return list(check_labels(labels, size, name))
 
 
 def _set_ticks(ax, axis: str, labels: list[str]) -> None:

@@ -36,6 +36,21 @@ def check_ragged(x, name: str) -> None:
         )
 
 
+def check_same_rows(inputs, value) -> None:
+    """Raises unless a ragged `value` has the row lengths of the ragged `inputs` (checked
+    when the lengths can be read, eagerly; in a graph the layer trusts them)."""
+    if not (isinstance(inputs, tf.RaggedTensor) and isinstance(value, tf.RaggedTensor)):
+        return
+    if not tf.executing_eagerly():
+        return
+    a, b = inputs.row_lengths().numpy().tolist(), value.row_lengths().numpy().tolist()
+    if a != b:
+        raise ValueError(
+            f"`value` must have the row lengths of `inputs`; got inputs of lengths {a} and "
+            f"value of lengths {b}."
+        )
+
+
 def check_not_distributed(inputs, query) -> None:
     """Refuses a model with ragged inputs built under a multi-replica strategy.
 
@@ -65,11 +80,13 @@ def attend(
     query_mask,
     return_attention_scores: bool,
     training,
+    value=None,
 ):
     """The layer's attention where `inputs` or `query` (or both) is a `tf.RaggedTensor`.
 
-    Returns what `SequenceAttention.call` returns: the outputs ragged on the query axis
-    when `query` is ragged, and the weights with them when asked for.
+    `value`, when given, is ragged like `inputs` (the layer checked it). Returns what
+    `SequenceAttention.call` returns: the outputs ragged on the query axis when `query`
+    is ragged, and the weights with them when asked for (with heads, (batch, h, (m), n)).
     """
     if (
         isinstance(inputs, tf.RaggedTensor)
@@ -77,26 +94,44 @@ def attend(
         and inputs_mask is None
         and query_mask is None
     ):
-        return _attend_in_two_groups(attend_dense, inputs, query, return_attention_scores, training)
+        return _attend_in_two_groups(
+            attend_dense, inputs, query, return_attention_scores, training, value
+        )
     return _attend_padded(
-        attend_dense, inputs, query, inputs_mask, query_mask, return_attention_scores, training
+        attend_dense,
+        inputs,
+        query,
+        inputs_mask,
+        query_mask,
+        return_attention_scores,
+        training,
+        value,
     )
 
 
 def _attend_padded(
-    attend_dense, inputs, query, inputs_mask, query_mask, return_attention_scores, training
+    attend_dense,
+    inputs,
+    query,
+    inputs_mask,
+    query_mask,
+    return_attention_scores,
+    training,
+    value=None,
 ):
     """Attention on one batch, padded to its longest example."""
     ragged_query = query if isinstance(query, tf.RaggedTensor) else None
     inputs, input_lengths, _ = to_padded(inputs)
     query, query_lengths, query_index = to_padded(query)
+    if value is not None:
+        value, _, _ = to_padded(value)
     n, m = ops.shape(inputs)[1], ops.shape(query)[1]
     if input_lengths is not None:
         inputs_mask = _and(inputs_mask, tf.sequence_mask(input_lengths, maxlen=n))
     if query_lengths is not None:
         query_mask = _and(query_mask, tf.sequence_mask(query_lengths, maxlen=m))
     outputs, weights = attend_dense(
-        inputs, query, inputs_mask, query_mask, return_attention_scores, training
+        inputs, query, inputs_mask, query_mask, return_attention_scores, training, value
     )
     if ragged_query is not None:
         outputs = to_ragged_like(outputs, ragged_query, query_index)
@@ -105,7 +140,9 @@ def _attend_padded(
         set_keras_mask(outputs, query_mask)
     if not return_attention_scores:
         return outputs
-    if ragged_query is not None:
+    if ragged_query is not None and len(weights.shape) == 4:  # heads: (batch, h, m, n)
+        weights = heads_to_ragged(weights, ragged_query.row_lengths())
+    elif ragged_query is not None:
         weights = to_ragged_like(weights, ragged_query, query_index)
     return outputs, weights
 
@@ -114,7 +151,7 @@ def _and(a, b):
     return b if a is None else ops.logical_and(a, b)
 
 
-def _attend_in_two_groups(attend_dense, inputs, query, return_attention_scores, training):
+def _attend_in_two_groups(attend_dense, inputs, query, return_attention_scores, training, value):
     """Ragged inputs and query, without padding every example to the batch's longest.
 
     Padding is work: 28 examples of ~20 vectors and 4 of 128, all padded to 128, score
@@ -126,15 +163,15 @@ def _attend_in_two_groups(attend_dense, inputs, query, return_attention_scores, 
     return tf.cond(
         worth_it,
         lambda: _attend_groups(
-            attend_dense, inputs, query, (first, second), return_attention_scores, training
+            attend_dense, inputs, query, (first, second), return_attention_scores, training, value
         ),
         lambda: _attend_padded(
-            attend_dense, inputs, query, None, None, return_attention_scores, training
+            attend_dense, inputs, query, None, None, return_attention_scores, training, value
         ),
     )
 
 
-def _attend_groups(attend_dense, inputs, query, groups, return_attention_scores, training):
+def _attend_groups(attend_dense, inputs, query, groups, return_attention_scores, training, value):
     first, second = groups
     outs, weights = [], []
     for group in (first, second):
@@ -146,6 +183,7 @@ def _attend_groups(attend_dense, inputs, query, groups, return_attention_scores,
             None,
             True,
             training,
+            None if value is None else tf.gather(value, group),
         )
         outs.append(out)
         weights.append(w)
@@ -163,6 +201,8 @@ def _attend_groups(attend_dense, inputs, query, groups, return_attention_scores,
         )
         for w in weights
     ]
+    if weights[0].ragged_rank == 2:  # heads: (batch, h, (m), n), its own row partition
+        return outputs, tf.gather(tf.concat(weights, 0), back)
     weights = query.with_flat_values(tf.gather(tf.concat(weights, 0), back).flat_values)
     return outputs, weights
 
@@ -181,7 +221,7 @@ def to_padded(x):
     positions = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(x.row_starts(), rows)
     index = rows * longest + positions
     dense = _pad(x.flat_values, x.row_splits, index)
-    dense.set_shape([x.shape[0], None, x.shape[-1]])
+    dense.set_shape([x.shape[0], None, *x.shape[2:]])
     return dense, lengths, index
 
 
@@ -241,3 +281,15 @@ def to_ragged_like(dense, like, index):
     as a ragged tensor with `like`'s row partition (nothing to rebuild or validate).
     """
     return like.with_flat_values(_unpad(dense, like.row_splits, index))
+
+
+def heads_to_ragged(weights, lengths):
+    """Multi-head weights (batch, h, m, n), padded on the query axis m, as a ragged tensor
+    of shape (batch, h, (m), n): a uniform head axis, then the query axis ragged with each
+    example's `lengths` (int, (batch,)) in every head."""
+    heads = weights.shape[1]
+    if heads is None:
+        heads = tf.shape(weights)[1]
+    flat = tf.reshape(weights, tf.concat([[-1], tf.shape(weights)[2:]], 0))  # (batch * h, m, n)
+    per_head = tf.RaggedTensor.from_tensor(flat, lengths=tf.repeat(lengths, heads))
+    return tf.RaggedTensor.from_uniform_row_length(per_head, heads)

@@ -10,6 +10,20 @@ to a scalar score. Each named net here is a Keras layer with two ways in:
   `(B, m, d2)` give `(B, m, n)`, with matrix products instead of a loop over pairs.
 
 Both read the same weights, so the extracted net reproduces the layer exactly.
+
+With heads (`SequenceAttention(multi_head=True)`, Wolfram's "MultiHead" -> True) each
+named net holds one set of weights per head, stacked on a leading head axis: bilinear
+W (h, d2, d1), additive W1 (h, d1, u), W2 (h, d2, u) and v (h, u); head k's slice is
+exactly the single-head net's weight. Then
+
+- `call` takes one pair per head, `(..., h, d1)` and `(..., h, d2)`, and gives
+  `(..., h, 1)`: head k's pair scored by head k's weights;
+- `score_all_heads(inputs, query)` scores every pair of every head at once:
+  `(B, n, h, d1)` and `(B, m, h, d2)` give `(B, h, m, n)`, the layout of the weights.
+
+The head count is read from the data when the net is built. `score_custom_pairs` is the
+batched way in for a custom net (any Keras layer scoring vector pairs), which is shared
+by all heads: it is called once on all pairs of all heads, never in a loop over heads.
 """
 
 from __future__ import annotations
@@ -19,8 +33,30 @@ from keras import initializers, layers, ops, saving
 SCORING_NAMES = ("bilinear", "dot", "additive")
 
 
+def _heads_of(input_shape, multi_head: bool):
+    """The head count of a pair shape `{"input": (..., h, d1), ...}`, or None without heads."""
+    if not multi_head:
+        return None
+    heads = input_shape["input"][-2]
+    if heads is None:
+        raise ValueError(
+            f"multi_head=True needs a known head count (the second-to-last axis); got input "
+            f"shape {tuple(input_shape['input'])}."
+        )
+    return int(heads)
+
+
 class _PairScore(layers.Layer):
-    """Shared plumbing of the named nets: the dict input and its validation."""
+    """Shared plumbing of the named nets: the dict input and its validation.
+
+    Args:
+        multi_head: one set of weights per head (the second-to-last axis of the pairs).
+    """
+
+    def __init__(self, multi_head=False, **kwargs):
+        super().__init__(**kwargs)
+        self.multi_head = bool(multi_head)
+        self.heads = None  # read from the data at build time when multi_head
 
     def _split(self, pair):
         if not isinstance(pair, dict) or set(pair) != {"input", "query"}:
@@ -33,6 +69,11 @@ class _PairScore(layers.Layer):
     def compute_output_shape(self, input_shape):
         input_shape = input_shape["input"]
         return (*input_shape[:-1], 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["multi_head"] = self.multi_head
+        return config
 
 
 @saving.register_keras_serializable(package="keras_seqattn")
@@ -47,6 +88,7 @@ class DotScore(_PairScore):
                 f"inputs of size {d1} and query of size {d2}. Use scoring='bilinear' "
                 "to score vectors of different sizes."
             )
+        self.heads = _heads_of(input_shape, self.multi_head)
         self.built = True
 
     def call(self, pair):
@@ -55,6 +97,10 @@ class DotScore(_PairScore):
 
     def score_all(self, inputs, query):
         return ops.matmul(query, ops.transpose(inputs, (0, 2, 1)))
+
+    def score_all_heads(self, inputs, query):
+        # The contraction of keras.layers.MultiHeadAttention's own dot product.
+        return ops.einsum("bnhd,bmhd->bhmn", inputs, query)
 
 
 @saving.register_keras_serializable(package="keras_seqattn")
@@ -70,15 +116,24 @@ class BilinearScore(_PairScore):
 
     def build(self, input_shape):
         d1, d2 = input_shape["input"][-1], input_shape["query"][-1]
+        self.heads = _heads_of(input_shape, self.multi_head)
+        shape = (d2, d1) if self.heads is None else (self.heads, d2, d1)
         self.kernel = self.add_weight(
-            name="kernel", shape=(d2, d1), initializer=self.kernel_initializer
+            name="kernel", shape=shape, initializer=_per_head(self.kernel_initializer, self.heads)
         )
         self.built = True
 
     def call(self, pair):
         e, q = self._split(pair)
-        projected = ops.matmul(e, ops.transpose(self.kernel))
+        if self.heads is None:
+            projected = ops.matmul(e, ops.transpose(self.kernel))
+        else:  # (..., h, 1, d1) * (h, d2, d1) summed over d1: head k's W_k e_k
+            projected = ops.sum(ops.expand_dims(e, -2) * self.kernel, axis=-1)
         return ops.sum(q * projected, axis=-1, keepdims=True)
+
+    def score_all_heads(self, inputs, query):
+        keys = ops.einsum("bnhe,hde->bnhd", inputs, ops.cast(self.kernel, inputs.dtype))
+        return ops.einsum("bnhd,bmhd->bhmn", keys, query)
 
     def score_all(self, inputs, query):
         # Project the n inputs once (B, n, d2), then one batched product with the queries.
@@ -107,20 +162,29 @@ class AdditiveScore(_PairScore):
     def build(self, input_shape):
         d1, d2 = input_shape["input"][-1], input_shape["query"][-1]
         units = self.units or d2
-        init = self.kernel_initializer
+        self.heads = _heads_of(input_shape, self.multi_head)
+        head = () if self.heads is None else (self.heads,)
+        init = _per_head(self.kernel_initializer, self.heads)
         self.input_kernel = self.add_weight(
-            name="input_kernel", shape=(d1, units), initializer=init
+            name="input_kernel", shape=(*head, d1, units), initializer=init
         )
         self.query_kernel = self.add_weight(
-            name="query_kernel", shape=(d2, units), initializer=init
+            name="query_kernel", shape=(*head, d2, units), initializer=init
         )
-        self.score_vector = self.add_weight(name="score_vector", shape=(units,), initializer=init)
+        self.score_vector = self.add_weight(
+            name="score_vector", shape=(*head, units), initializer=init
+        )
         self.built = True
 
     def call(self, pair):
         e, q = self._split(pair)
-        hidden = ops.tanh(ops.matmul(e, self.input_kernel) + ops.matmul(q, self.query_kernel))
-        return ops.sum(hidden * self.score_vector, axis=-1, keepdims=True)
+        if self.heads is None:
+            hidden = ops.matmul(e, self.input_kernel) + ops.matmul(q, self.query_kernel)
+        else:  # (..., h, d, 1) * (h, d, u) summed over d: head k's W_k x_k
+            hidden = ops.sum(ops.expand_dims(e, -1) * self.input_kernel, axis=-2) + ops.sum(
+                ops.expand_dims(q, -1) * self.query_kernel, axis=-2
+            )
+        return ops.sum(ops.tanh(hidden) * self.score_vector, axis=-1, keepdims=True)
 
     def score_all(self, inputs, query):
         dtype = inputs.dtype
@@ -130,6 +194,14 @@ class AdditiveScore(_PairScore):
         hidden = ops.tanh(ops.expand_dims(pq, 2) + ops.expand_dims(pe, 1))  # (B, m, n, u)
         return ops.sum(hidden * ops.cast(self.score_vector, dtype), axis=-1)
 
+    def score_all_heads(self, inputs, query):
+        dtype = inputs.dtype
+        pe = ops.einsum("bnhd,hdu->bhnu", inputs, ops.cast(self.input_kernel, dtype))
+        pq = ops.einsum("bmhd,hdu->bhmu", query, ops.cast(self.query_kernel, dtype))
+        hidden = ops.tanh(ops.expand_dims(pq, 3) + ops.expand_dims(pe, 2))  # (B, h, m, n, u)
+        v = ops.cast(self.score_vector, dtype)[None, :, None, None, :]
+        return ops.sum(hidden * v, axis=-1)
+
     def get_config(self):
         config = super().get_config()
         config["units"] = self.units
@@ -137,14 +209,62 @@ class AdditiveScore(_PairScore):
         return config
 
 
-def named_scoring_net(name: str, units: int | None = None, dtype=None) -> _PairScore:
+def _per_head(initializer, heads):
+    """The initializer for a stack of per-head weights, each head's slice drawn as the
+    single-head weight would be.
+
+    Not the initializer on the stacked shape: glorot's fans read from (h, d2, d1) count the
+    head axis as a receptive field and shrink the scale. Not the same initializer h times
+    either: an unseeded Keras initializer holds a fixed integer seed and draws the same
+    values at every call (its docstring says so), which would start every head equal.
+    Head k draws with seed + k, so head 0 starts as the single-head weight would.
+    """
+    if heads is None:
+        return initializer
+    seed = getattr(initializer, "seed", None)
+    if isinstance(seed, int):
+        config = initializer.get_config()
+        draws = [type(initializer).from_config({**config, "seed": seed + k}) for k in range(heads)]
+    else:  # a SeedGenerator advances by itself; a constant initializer has no seed
+        draws = [initializer] * heads
+
+    def init(shape, dtype=None):
+        return ops.stack([draw(shape[1:], dtype=dtype) for draw in draws])
+
+    return init
+
+
+def score_custom_pairs(net, inputs, query, multi_head: bool):
+    """A custom scoring net on every pair of a batch, in one call of the net.
+
+    Without heads, `(B, n, d1)` and `(B, m, d2)` give `(B, m, n)`; with heads, `(B, n, h,
+    d1)` and `(B, m, h, d2)` give `(B, h, m, n)`: the same net scores every head's pairs.
+    """
+    d1, d2 = inputs.shape[-1], query.shape[-1]
+    batch, n, m = ops.shape(inputs)[0], ops.shape(inputs)[1], ops.shape(query)[1]
+    if multi_head:
+        heads = inputs.shape[2]
+        inputs = ops.transpose(inputs, (0, 2, 1, 3))  # (B, h, n, d1)
+        query = ops.transpose(query, (0, 2, 1, 3))  # (B, h, m, d2)
+        grid = (batch, heads, m, n)
+    else:
+        grid = (batch, m, n)
+    pairs_e = ops.broadcast_to(ops.expand_dims(inputs, -3), (*grid, d1))
+    pairs_q = ops.broadcast_to(ops.expand_dims(query, -2), (*grid, d2))
+    scores = net({"input": ops.reshape(pairs_e, (-1, d1)), "query": ops.reshape(pairs_q, (-1, d2))})
+    return ops.reshape(scores, grid)
+
+
+def named_scoring_net(
+    name: str, units: int | None = None, dtype=None, multi_head: bool = False
+) -> _PairScore:
     """Returns a fresh named scoring layer; `units` only matters for "additive"."""
     if name == "dot":
-        return DotScore(name="dot_score", dtype=dtype)
+        return DotScore(name="dot_score", dtype=dtype, multi_head=multi_head)
     if name == "bilinear":
-        return BilinearScore(name="bilinear_score", dtype=dtype)
+        return BilinearScore(name="bilinear_score", dtype=dtype, multi_head=multi_head)
     if name == "additive":
-        return AdditiveScore(units=units, name="additive_score", dtype=dtype)
+        return AdditiveScore(units=units, name="additive_score", dtype=dtype, multi_head=multi_head)
     raise ValueError(
         f"`scoring` must be one of {', '.join(repr(n) for n in SCORING_NAMES)} or a Keras "
         f"layer/model; got {name!r}."

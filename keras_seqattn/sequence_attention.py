@@ -9,7 +9,7 @@ from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
 from keras_seqattn import sequences
-from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net
+from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net, score_custom_pairs
 from keras_seqattn.sequences import set_keras_mask
 
 RESCALINGS = (None, "length_sqrt", "dim_sqrt")
@@ -36,6 +36,24 @@ def _parse_mask_option(mask):
     )
 
 
+def _check_value_lengths(inputs, value) -> None:
+    """Raises unless `value` has the lengths of `inputs`, where they can be read now."""
+    if sequences.is_ragged(inputs) != sequences.is_ragged(value):
+        raise ValueError(
+            "`value` must be aligned with `inputs` position by position: both ragged or both "
+            f"dense; got inputs {type(inputs).__name__} and value {type(value).__name__}."
+        )
+    if sequences.is_ragged(inputs):
+        sequences.ragged_support("value", value).check_same_rows(inputs, value)
+        return
+    a, b = tuple(inputs.shape)[:2], tuple(value.shape)[:2]
+    if all(x is not None for x in (*a, *b)) and a != b:
+        raise ValueError(
+            "`value` must have the batch size and length of `inputs`, position by position; "
+            f"got inputs of shape {tuple(inputs.shape)} and value of shape {tuple(value.shape)}."
+        )
+
+
 @saving.register_keras_serializable(package="keras_seqattn")
 class SequenceAttention(layers.Layer):
     """Attention of a query sequence over an input sequence, as Wolfram's layer.
@@ -44,7 +62,14 @@ class SequenceAttention(layers.Layer):
     score s_ji = f(e_i, q_j); the weights are w_j = softmax_i(s_j) over the input
     vectors the query may see, and the output is o_j = sum_i w_ji e_i. The input
     vectors are both the keys and the values, so there is one output vector of the
-    input size d1 per query vector.
+    input size d1 per query vector, unless a separate `value` sequence is given
+    (Wolfram's AttentionLayer): then o_j = sum_i w_ji v_i, of the value size dv.
+
+    With `multi_head=True` the second-to-last axis of inputs, query and value is a
+    head axis (Wolfram's "MultiHead" -> True, the layout of projected tensors inside
+    `keras.layers.MultiHeadAttention`): every head attends on its own slices, with its
+    own scoring weights and the same masks and options, and the outputs keep the head
+    axis. The head count is read from the data when the layer is built.
 
     Both sequences may have lengths that vary per example, independently: pass a
     `tf.RaggedTensor` (one ragged dimension, the time axis) or a padded dense
@@ -58,33 +83,48 @@ class SequenceAttention(layers.Layer):
             (needs d1 == d2); "additive": s = v . tanh(W1 e + W2 q), no biases; or
             a Keras layer or model taking a dict `{"input": (..., d1),
             "query": (..., d2)}` and returning one score per pair, of shape
-            (..., 1) or (...).
+            (..., 1) or (...). With heads, the named nets hold one weight per head,
+            stacked on a leading head axis: bilinear W (h, d2, d1), additive
+            W1 (h, d1, u), W2 (h, d2, u) and v (h, u), head k's slice being that
+            head's single-head weight; a custom net scores vector pairs and is shared
+            by all heads (it is called once on all pairs of all heads).
         units: hidden size of the "additive" net. Defaults to the query size d2.
         mask: None, "causal" (query j sees inputs i <= j) or ("causal", w)
             (query j sees inputs j - w < i <= j). Positions count from the start
             of each example.
         score_rescaling: None, "length_sqrt" (divide the scores by the square root
-            of the number of inputs the query can see) or "dim_sqrt" (by sqrt(d1)).
+            of the number of inputs the query can see) or "dim_sqrt" (by sqrt(d1),
+            the input size of one head).
         dropout: fraction of the attention weights dropped in training, in [0, 1).
         seed: seed of the dropout.
+        multi_head: whether the second-to-last axis of inputs, query and value is a
+            head axis (see above).
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: (batch, n, d1) float tensor or tf.RaggedTensor.
-        query: (batch, m, d2) float tensor or tf.RaggedTensor.
+        inputs: (batch, n, d1) float tensor or tf.RaggedTensor; (batch, n, h, d1)
+            with `multi_head=True`. The keys, and the values when `value` is None.
+        query: (batch, m, d2) float tensor or tf.RaggedTensor; (batch, m, h, d2)
+            with `multi_head=True`.
+        value: optional (batch, n, dv) values ((batch, n, h, dv) with heads),
+            aligned with `inputs` position by position: the same lengths (ragged with
+            the same row lengths when `inputs` is ragged); the inputs' padding mask
+            applies to it (and a Keras mask it carries is combined with it).
         mask: optional list `[inputs_mask, query_mask]` of boolean (batch, n) and
             (batch, m) masks, each may be None; combined with implicit Keras masks.
         return_attention_scores: also return the attention weights.
         training: dropout on the weights is active only when True.
 
     Returns:
-        The outputs, (batch, m, d1): ragged on the query axis when `query` is
-        ragged, otherwise dense with zero rows at padded queries (and the query
-        mask attached as the Keras mask). With `return_attention_scores=True`, a
-        tuple `(outputs, weights)`: weights of shape (batch, m, n), softmax over
-        the input axis, before dropout. Their query axis is ragged when `query`
-        is; their input axis is always padded to the longest input of the batch,
-        with exact zeros at positions an example does not have.
+        The outputs, (batch, m, d1) ((batch, m, dv) with `value`; (batch, m, h, d1
+        or dv) with heads): ragged on the query axis when `query` is ragged,
+        otherwise dense with zero rows at padded queries (and the query mask
+        attached as the Keras mask). With `return_attention_scores=True`, a tuple
+        `(outputs, weights)`: weights of shape (batch, m, n) ((batch, h, m, n) with
+        heads, the layout of `MultiHeadAttention`), softmax over the input axis,
+        before dropout. Their query axis is ragged when `query` is; their input
+        axis is always padded to the longest input of the batch, with exact zeros
+        at positions an example does not have.
     """
 
     def __init__(
@@ -95,11 +135,17 @@ class SequenceAttention(layers.Layer):
         score_rescaling=None,
         dropout=0.0,
         seed=None,
+        multi_head=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(multi_head, bool):
+            raise TypeError(f"`multi_head` must be True or False; got {multi_head!r}.")
+        self.multi_head = multi_head
         if isinstance(scoring, str):
-            self.scorer = named_scoring_net(scoring, units, dtype=self.dtype_policy)
+            self.scorer = named_scoring_net(
+                scoring, units, dtype=self.dtype_policy, multi_head=multi_head
+            )
         elif isinstance(scoring, layers.Layer):
             self.scorer = scoring
         else:
@@ -134,12 +180,18 @@ class SequenceAttention(layers.Layer):
         self.supports_masking = True
         self._input_dim = None
         self._query_dim = None
+        self._heads = None
 
     def __call__(self, inputs, query=None, *args, **kwargs):
         # Check before Keras builds the layer: build() sees shapes only, and a nested
         # ragged tensor or an int tensor would otherwise fail with a vaguer message.
-        sequences.check_sequence(inputs, "inputs")
-        sequences.check_sequence(query, "query")
+        rank = 4 if self.multi_head else 3
+        sequences.check_sequence(inputs, "inputs", rank)
+        sequences.check_sequence(query, "query", rank)
+        value = args[0] if args else kwargs.get("value")
+        if value is not None:
+            sequences.check_sequence(value, "value", rank)
+            _check_value_lengths(inputs, value)
         return super().__call__(inputs, query, *args, **kwargs)
 
     @property
@@ -149,20 +201,43 @@ class SequenceAttention(layers.Layer):
             return None
         return "causal" if self.window is None else ("causal", self.window)
 
-    def build(self, inputs_shape, query_shape):
-        for name, shape in (("inputs", inputs_shape), ("query", query_shape)):
-            if len(shape) != 3 or shape[-1] is None:
-                raise ValueError(
-                    f"`{name}` must have rank 3, (batch, time, features), with a known "
-                    f"feature size; got shape {tuple(shape)} (rank {len(shape)})."
-                )
+    def build(self, inputs_shape, query_shape, value_shape=None):
+        shapes = {"inputs": inputs_shape, "query": query_shape}
+        if value_shape is not None:
+            shapes["value"] = value_shape
+        rank = 4 if self.multi_head else 3
+        for name, shape in shapes.items():
+            if len(shape) != rank or shape[-1] is None:
+                raise ValueError(sequences.rank_message(name, tuple(shape), rank))
         b1, b2 = inputs_shape[0], query_shape[0]
         if b1 is not None and b2 is not None and b1 != b2:
             raise ValueError(
                 f"`inputs` and `query` must have the same batch size; got {b1} and {b2}."
             )
+        if value_shape is not None:
+            for axis, what in ((0, "batch size"), (1, "length (axis 1)")):
+                a, b = inputs_shape[axis], value_shape[axis]
+                if a is not None and b is not None and a != b:
+                    raise ValueError(
+                        f"`value` must have the {what} of `inputs`, position by position; "
+                        f"got inputs of shape {tuple(inputs_shape)} and value of shape "
+                        f"{tuple(value_shape)}."
+                    )
+        if self.multi_head:
+            heads = {name: shape[2] for name, shape in shapes.items()}
+            if None in heads.values() or len(set(heads.values())) != 1:
+                got = ", ".join(f"{name} {h}" for name, h in heads.items())
+                raise ValueError(
+                    "multi_head=True needs the same known head count (axis 2) in "
+                    f"{', '.join(f'`{name}`' for name in heads)}; got {got}."
+                )
+            self._heads = int(inputs_shape[2])
         self._input_dim, self._query_dim = int(inputs_shape[-1]), int(query_shape[-1])
-        pair_shape = {"input": (None, self._input_dim), "query": (None, self._query_dim)}
+        head = () if self._heads is None else (self._heads,)
+        pair_shape = {
+            "input": (None, *head, self._input_dim),
+            "query": (None, *head, self._query_dim),
+        }
         if self.scoring is not None:
             self.scorer.build(pair_shape)
         else:
@@ -199,20 +274,47 @@ class SequenceAttention(layers.Layer):
         Inputs `{"input": (batch, d1), "query": (batch, d2)}`, output one score per
         pair. Scoring every input vector against one query vector and taking the
         softmax over the inputs reproduces the layer's weights for that query.
+
+        With `multi_head=True`: inputs `{"input": (batch, h, d1), "query": (batch,
+        h, d2)}`, one pair per head, and output (batch, h, 1): head k's pair scored
+        by head k's net (a custom net is the same for every head). Scoring every input
+        position against one query position and taking the softmax over the positions
+        gives that query's row of weights of every head.
         """
         if not self.built:
             raise ValueError(
                 "`scoring_net` is available once the layer is built: call the layer on "
                 "data, or call `layer.build(inputs_shape, query_shape)` first."
             )
+        head = () if self._heads is None else (self._heads,)
         pair = {
-            "input": KerasInput((self._input_dim,), name="input"),
-            "query": KerasInput((self._query_dim,), name="query"),
+            "input": KerasInput((*head, self._input_dim), name="input"),
+            "query": KerasInput((*head, self._query_dim), name="query"),
         }
-        return Model(pair, self.scorer(pair), name=f"{self.name}_scoring_net")
+        if self._heads is not None and self.scoring is None:
+            # The shared custom net scores vector pairs: one batch of all heads' pairs.
+            flat = {
+                "input": ops.reshape(pair["input"], (-1, self._input_dim)),
+                "query": ops.reshape(pair["query"], (-1, self._query_dim)),
+            }
+            scores = ops.reshape(self.scorer(flat), (-1, self._heads, 1))
+        else:
+            scores = self.scorer(pair)
+        return Model(pair, scores, name=f"{self.name}_scoring_net")
 
     def _score_all(self, inputs, query):
-        """(B, n, d1), (B, m, d2) -> raw scores (B, m, n) in at least float32."""
+        """(B, n, d1), (B, m, d2) -> raw scores (B, m, n) in at least float32.
+
+        With heads: (B, n, h, d1), (B, m, h, d2) -> (B, h, m, n).
+        """
+        if self.multi_head:
+            if self.scoring is None:
+                scores = score_custom_pairs(self.scorer, inputs, query, multi_head=True)
+                return ops.cast(scores, "float64" if scores.dtype == "float64" else "float32")
+            score_dtype = "float64" if sequences.dtype_name(inputs) == "float64" else "float32"
+            return self.scorer.score_all_heads(
+                ops.cast(inputs, score_dtype), ops.cast(query, score_dtype)
+            )
         if self.scoring is not None:
             # Named nets score in float32 (or float64), whatever the compute dtype:
             # a float16 product of large vectors overflows to inf before any softmax.
@@ -269,14 +371,19 @@ class SequenceAttention(layers.Layer):
         self,
         inputs,
         query,
+        value=None,
         inputs_mask=None,
         query_mask=None,
+        value_mask=None,
         mask=None,
         return_attention_scores=False,
         training=None,
     ):
-        # `inputs` and `query` were checked by __call__, before Keras built the layer.
+        # `inputs`, `query` and `value` were checked by __call__, before Keras built
+        # the layer.
         inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
+        if value_mask is not None:  # padding of the values is padding of the inputs
+            inputs_mask = self._and(inputs_mask, sequences.check_mask(value_mask, "value_mask"))
         if sequences.is_ragged(inputs) or sequences.is_ragged(query):
             return sequences.ragged_support().attend(
                 self._attend,
@@ -286,9 +393,10 @@ class SequenceAttention(layers.Layer):
                 query_mask,
                 return_attention_scores,
                 training,
+                value=value,
             )
         outputs, weights = self._attend(
-            inputs, query, inputs_mask, query_mask, return_attention_scores, training
+            inputs, query, inputs_mask, query_mask, return_attention_scores, training, value
         )
         if query_mask is not None:
             # Downstream layers (a decoder RNN, a loss) should skip the padded queries.
@@ -297,7 +405,16 @@ class SequenceAttention(layers.Layer):
             return outputs
         return outputs, weights
 
-    def _attend(self, inputs, query, inputs_mask, query_mask, return_attention_scores, training):
+    def _attend(
+        self,
+        inputs,
+        query,
+        inputs_mask,
+        query_mask,
+        return_attention_scores,
+        training,
+        value=None,
+    ):
         """Attention on one dense batch: `(outputs, weights)`, weights None unless asked for.
 
         Every backend's path; `keras_seqattn.ragged` calls it on padded ragged batches.
@@ -305,14 +422,22 @@ class SequenceAttention(layers.Layer):
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
+        value = inputs if value is None else ops.cast(value, self.compute_dtype)
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
+        if self.multi_head and visible is not None:
+            visible = ops.expand_dims(visible, 1)  # the same for every head
         scores = self._rescale(scores, visible, n)
         weights = self._softmax(scores, visible, query_mask)
         used = weights
         if training and self.dropout > 0:
             used = random.dropout(weights, self.dropout, seed=self.seed_generator)
-        outputs = ops.matmul(ops.cast(used, self.compute_dtype), inputs)
+        used = ops.cast(used, self.compute_dtype)
+        if self.multi_head:
+            # The contraction of keras.layers.MultiHeadAttention: (B, h, m, n) x (B, n, h, dv).
+            outputs = ops.einsum("bhmn,bnhv->bmhv", used, value)
+        else:
+            outputs = ops.matmul(used, value)
         if not return_attention_scores:
             return outputs, None
         return outputs, ops.cast(weights, self.compute_dtype)
@@ -335,9 +460,12 @@ class SequenceAttention(layers.Layer):
         query_mask = sequences.check_mask(query_mask, "query_mask")
         return inputs_mask, query_mask
 
-    @staticmethod
-    def _softmax(scores, visible, query_mask):
-        """Softmax over the visible inputs; rows that may see nothing give zeros."""
+    def _softmax(self, scores, visible, query_mask):
+        """Softmax over the visible inputs; rows that may see nothing give zeros.
+
+        Scores (B, m, n), visible (B or 1, m or 1, n); with heads, a head axis after
+        the batch axis in both.
+        """
         if visible is not None:
             # A finite floor instead of -inf, so that a row with nothing to see gives no
             # NaN, nor does its gradient; in a row that sees something, exp(floor - max)
@@ -352,6 +480,8 @@ class SequenceAttention(layers.Layer):
         keep = None if visible is None else ops.any(visible, axis=-1, keepdims=True)
         if query_mask is not None:
             q_keep = ops.expand_dims(query_mask, 2)
+            if self.multi_head:
+                q_keep = ops.expand_dims(q_keep, 1)
             keep = q_keep if keep is None else ops.logical_and(keep, q_keep)
         if keep is None:
             return weights
@@ -366,8 +496,10 @@ class SequenceAttention(layers.Layer):
         self,
         inputs,
         query,
+        value=None,
         inputs_mask=None,
         query_mask=None,
+        value_mask=None,
         mask=None,
         return_attention_scores=False,
         training=None,
@@ -375,15 +507,20 @@ class SequenceAttention(layers.Layer):
         if sequences.is_ragged(inputs) or sequences.is_ragged(query):
             sequences.ragged_support().check_not_distributed(inputs, query)
         ragged = sequences.is_ragged(query)
-        batch, m = query.shape[0], query.shape[1]
-        out = KerasTensor((batch, m, inputs.shape[-1]), dtype=self.compute_dtype, ragged=ragged)
+        shape = self.compute_output_shape(
+            inputs.shape, query.shape, None if value is None else value.shape
+        )
+        out = KerasTensor(shape, dtype=self.compute_dtype, ragged=ragged)
         if not return_attention_scores:
             return out
-        weights = KerasTensor((batch, m, inputs.shape[1]), dtype=self.compute_dtype, ragged=ragged)
+        batch, m, n = query.shape[0], query.shape[1], inputs.shape[1]
+        head = (inputs.shape[2],) if self.multi_head else ()
+        weights = KerasTensor((batch, *head, m, n), dtype=self.compute_dtype, ragged=ragged)
         return out, weights
 
-    def compute_output_shape(self, inputs_shape, query_shape):
-        return (query_shape[0], query_shape[1], inputs_shape[-1])
+    def compute_output_shape(self, inputs_shape, query_shape, value_shape=None):
+        values = inputs_shape if value_shape is None else value_shape
+        return (query_shape[0], query_shape[1], *values[2:])
 
     def get_config(self):
         config = super().get_config()
@@ -397,6 +534,7 @@ class SequenceAttention(layers.Layer):
                 "score_rescaling": self.score_rescaling,
                 "dropout": self.dropout,
                 "seed": self.seed,
+                "multi_head": self.multi_head,
             }
         )
         return config

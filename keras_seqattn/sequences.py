@@ -64,27 +64,41 @@ def dtype_name(x) -> str:
     return keras.backend.standardize_dtype(x.dtype)
 
 
-def check_sequence(x, name: str) -> None:
-    """Raises a clear error unless `x` is a float (batch, time, features) sequence."""
+_LAYOUTS = {3: "(batch, time, features)", 4: "(batch, time, heads, features)"}
+
+
+def rank_message(name: str, shape: tuple, rank: int) -> str:
+    """The error for a sequence of the wrong rank (3 without heads, 4 with them)."""
+    if len(shape) == rank and shape[-1] is None:
+        return f"The feature size (last axis) of `{name}` must be known; got shape {shape}."
+    message = f"`{name}` must have rank {rank}, {_LAYOUTS[rank]}"
+    if rank == 4:
+        message += " with multi_head=True"
+    message += f"; got shape {shape} (rank {len(shape)})."
+    if rank == 4 and len(shape) == 3:
+        message += (
+            " Split the features into heads (e.g. with keras.layers.EinsumDense or "
+            "ops.reshape), or use multi_head=False."
+        )
+    elif rank == 3 and len(shape) == 4:
+        message += " For a head axis (axis 2), use SequenceAttention(multi_head=True)."
+    return message
+
+
+def check_sequence(x, name: str, rank: int = 3) -> None:
+    """Raises a clear error unless `x` is a float sequence of `rank` (3, or 4 with heads)."""
     if x is None:
-        raise ValueError(f"`{name}` is required: a (batch, time, features) float sequence.")
+        raise ValueError(f"`{name}` is required: a {_LAYOUTS[rank]} float sequence.")
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(
             f"`{name}` must be a tensor, a tf.RaggedTensor or an array of shape "
-            f"(batch, time, features); got {type(x).__name__}."
+            f"{_LAYOUTS[rank]}; got {type(x).__name__}."
         )
     if is_ragged(x):
         ragged_support(name, x).check_ragged(x, name)
     shape = tuple(x.shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"`{name}` must have rank 3, (batch, time, features); got shape {shape} "
-            f"(rank {len(shape)})."
-        )
-    if shape[-1] is None:
-        raise ValueError(
-            f"The feature size (last axis) of `{name}` must be known; got shape {shape}."
-        )
+    if len(shape) != rank or shape[-1] is None:
+        raise ValueError(rank_message(name, shape, rank))
     if dtype_name(x) not in _FLOAT_DTYPES:
         raise TypeError(
             f"`{name}` must be a float tensor ({', '.join(_FLOAT_DTYPES)}); got dtype "

@@ -1,17 +1,40 @@
 """The stored form of one attention matrix, shared by the writer and the plugin.
 
-One summary value is a rank-1 string tensor of two blobs:
+One summary value is a rank-1 string tensor of two blobs, [header, values]. The header
+is a blob of its own so that the plugin can list shapes and labels without reading (or
+decompressing) the values. Labels live in every step's header, not in the summary
+metadata, because TensorBoard keeps only the first event's metadata of a tag while the
+probe example (and so its tokens) may change from step to step.
 
-* blob 0, the header: UTF-8 JSON object
-  `{"version": 1, "shape": [m, n] or [h, m, n], "dtype": "<f2", "compression": "zlib",
-  "input_labels": [n strings], "query_labels": [m strings]}`;
-* blob 1, the values: zlib-compressed little-endian float16 values, row-major
-  (heads x queries x inputs).
+Format version 2 (written today):
 
-The header is a blob of its own so that the plugin can list shapes and labels without
-reading (or decompressing) the values. Labels live in every step's header, not in the
-summary metadata, because TensorBoard keeps only the first event's metadata of a tag
-while the probe example (and so its tokens) may change from step to step.
+* blob 0, the header: the UTF-8 JSON object
+  `{"version": 2, "shape": [m, n] or [h, m, n], "encoding": E,
+  "input_labels": [n strings], "query_labels": [m strings]}`, stored as it is (first
+  byte `{`) or zlib-compressed (first byte 0x78), whichever is shorter.
+* blob 1, the values, row-major (heads x queries x inputs), zlib-compressed; `E` says how:
+  - `"decimal4"`, when every weight lies in [0, 1] (softmax weights): the code
+    `q = round(w * 10000)` of each weight (0 to 10000), so a weight reads back as itself
+    rounded to 4 decimals (error at most 5e-5: the tooltip's 4 decimals are exact). Laid
+    out as `min(q, 15)` in 4 bits per weight, two to a byte (the first in the low
+    nibble), then, for each weight whose nibble is 15, in order, `q - 15` as a uint16:
+    all their high bytes, then all their low bytes.
+  - `"float16"`: any other matrix (raw scores): little-endian float16 values, as in
+    version 1; `"float16-planes"`: the same values with all high bytes first, then all
+    low bytes. The writer keeps whichever is shorter.
+
+Why this layout: attention weights are mostly near zero, and a peaked softmax row of
+Gaussian scores is (nearly) independent noise from one weight to the next, so an entropy
+coder over the weights' codes is all that helps; the order-0 entropy of the codes is the
+floor (README, Performance). zlib's Huffman-only mode codes the nibble pairs within about
+2% of that floor, several times faster than lzma and deflated natively by browsers; its
+LZ77 mode wins on repetitive matrices (constant rows, one-hot). The writer tries both,
+and the float16 forms against version 1's exact layout, and keeps the shortest, so no
+matrix takes more bytes than in version 1.
+
+Version 1 (still read): header `{"version": 1, "shape", "dtype": "<f2",
+"compression": "zlib", "input_labels", "query_labels"}` as plain JSON; values as zlib
+of little-endian float16.
 
 Only numpy and the standard library are used here: the writer (TensorFlow) and the
 reader (TensorBoard, possibly without TensorFlow) both import this module.
@@ -29,24 +52,41 @@ from typing import Any
 
 import numpy as np
 
+from tb_plugin import labels as labels_policy
+
 # Version of the blob layout above; bump it when the layout changes, and teach
 # `decode_header` to read the older ones.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # Largest number of weights in one summary (e.g. 2048 x 2048, or 16 heads of
-# 512 x 512): about 8 MiB of float16 before compression. Bigger matrices are almost
-# certainly a mistake (a whole batch, not one example) and would stall the browser.
+# 512 x 512). Bigger matrices are almost certainly a mistake (a whole batch, not one
+# example) and would stall the browser.
 MAX_VALUES = 1 << 22
 
-# Longest token label, in characters.
-MAX_LABEL_CHARS = 1000
+# Largest header (labels included), as stored JSON: bounds what a hostile or corrupt
+# compressed header can inflate to.
+MAX_HEADER_BYTES = 64 << 20
 
-# float16's largest finite value; beyond it values would be stored as infinity.
+# Longest token label, in characters (the policy lives in tb_plugin/labels.py).
+MAX_LABEL_CHARS = labels_policy.MAX_LABEL_CHARS
+
+# float16's largest finite value; beyond it raw scores would be stored as infinity.
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-_DTYPE = "<f2"
-_COMPRESSION = "zlib"
+# "decimal4": weights in [0, 1] as round(w * DECIMAL_SCALE).
+DECIMAL_SCALE = 10_000
+# The precision promised for weights in [0, 1]: half of the decimal step.
+DECIMAL_ERROR = 0.5 / DECIMAL_SCALE
+_NIBBLE_ESCAPE = 15
+
+ENCODINGS = ("decimal4", "float16", "float16-planes")
+_V1_DTYPE = "<f2"
+_V1_COMPRESSION = "zlib"
 _ZLIB_LEVEL = 6
+_SEPARATE_PARTS_FROM = 4096
+# The writer makes at most 3 zlib streams per blob; more means corrupt data.
+_MAX_STREAMS = 3
 
 
 class DecodeError(ValueError):
@@ -61,6 +101,7 @@ class Header:
     shape: tuple[int, ...]
     input_labels: tuple[str, ...]
     query_labels: tuple[str, ...]
+    encoding: str = "float16"
 
     @property
     def heads(self) -> int:
@@ -73,23 +114,73 @@ class Header:
             return self.shape  # type: ignore[return-value]
         return (1, *self.shape)  # type: ignore[return-value]
 
-    def to_json(self) -> dict[str, Any]:
-        """The header as served by the plugin's HTTP API (without the values)."""
-        return {
-            "shape": list(self.shape),
-            "heads": self.heads,
-            "input_labels": list(self.input_labels),
-            "query_labels": list(self.query_labels),
-        }
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+@dataclass(frozen=True)
+class Values:
+    """One stored matrix's values: uint16 codes of `header.shape`, and what they mean.
+
+    `encoding` "decimal4": the codes are round(w * 10000); "float16": they are the bits
+    of float16 values. `float32()` gives the values; `codec.float64_table` and the
+    response texts (tb_plugin/responses.py) are indexed by the codes.
+    """
+
+    encoding: str
+    codes: np.ndarray
+
+    def float32(self) -> np.ndarray:
+        """The values as float32: each the float32 nearest to its code's value."""
+        if self.encoding == "decimal4":
+            # Both operands are exact in float32, and IEEE division rounds correctly.
+            return self.codes.astype(np.float32) / np.float32(DECIMAL_SCALE)
+        return np.take(float32_table(self.encoding), self.codes)
+
+    def float64(self) -> np.ndarray:
+        return np.take(float64_table(self.encoding), self.codes)
+
+
+def value_kind(encoding: str) -> str:
+    """ "decimal4" or "float16": which code table an encoding's codes index."""
+    return "decimal4" if encoding == "decimal4" else "float16"
+
+
+@functools.cache
+def float64_table(encoding: str) -> np.ndarray:
+    """The float64 value of every code of an encoding, indexed by the code."""
+    if value_kind(encoding) == "decimal4":
+        return np.arange(DECIMAL_SCALE + 1, dtype=np.float64) / DECIMAL_SCALE
+    return np.arange(1 << 16, dtype=np.uint16).view("<f2").astype(np.float64)
+
+
+@functools.cache
+def float32_table(encoding: str) -> np.ndarray:
+    """The float32 value of every code (the nearest to its float64 value)."""
+    if value_kind(encoding) == "decimal4":
+        return Values("decimal4", np.arange(DECIMAL_SCALE + 1, dtype=np.uint16)).float32()
+    return np.arange(1 << 16, dtype=np.uint16).view("<f2").astype("<f4")
+
+
+def check_version(version: Any, where: str) -> int:
+    """Returns `version` if this code reads it; the one version check of the plugin.
+
+    Raises:
+      DecodeError: not a positive integer, or a version newer than `FORMAT_VERSION`.
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DecodeError(f"{where} 'version': expected a positive integer, got {version!r}")
+    if version not in READABLE_VERSIONS:
+        raise DecodeError(
+            f"format version {version} is newer than this plugin's ({FORMAT_VERSION}); "
+            "upgrade keras-seqattn"
+        )
+    return version
 
 
 def check_weights(weights: Any) -> np.ndarray:
-    """Returns `weights` as a float array of rank 2 or 3 that float16 stores faithfully.
+    """Returns `weights` as a float64 array of rank 2 or 3 that the format can store.
 
     Args:
       weights: a numpy array (or nested lists) of floats, shape (m, n) or (heads, m, n).
@@ -145,59 +236,61 @@ def check_weights(weights: Any) -> np.ndarray:
     return array
 
 
-def check_labels(labels: Any, length: int, name: str) -> tuple[str, ...]:
-    """Returns `labels` as a tuple of `length` strings; None gives the positions "0", "1", ...
+# -- writing ----------------------------------------------------------------------------
 
-    Accepts any sequence (list, tuple, 1-D numpy array) of `str`, or of UTF-8 `bytes`
-    (what `tf.strings` and tokenizers often produce).
 
-    Raises:
-      TypeError: when `labels` is not a sequence of strings.
-      ValueError: for the wrong number of labels, undecodable bytes, or a label that is
-        too long.
+def _zlib(data: bytes, strategy: int, level: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _deflate(parts: Sequence[bytes]) -> bytes:
+    """The parts as zlib streams one after another, each compressed as suits it best.
+
+    The parts (nibble pairs, high bytes, low bytes) differ: noise-like codes compress
+    best with Huffman codes alone, constant or repetitive ones with LZ77 (at zlib's
+    fastest level, which finds those repeats). Small data goes in one stream, where a
+    stream's framing would cost more than separate codes save.
     """
-    if labels is None:
-        return tuple(str(i) for i in range(length))
-    if isinstance(labels, (str, bytes)):
-        raise TypeError(
-            f"{name}: expected a sequence of {length} strings, got a single "
-            f"{type(labels).__name__} {_describe(labels)}"
+    if sum(len(part) for part in parts) < _SEPARATE_PARTS_FROM:
+        parts = [b"".join(parts)]
+    return b"".join(
+        min(
+            _zlib(part, zlib.Z_HUFFMAN_ONLY, _ZLIB_LEVEL),
+            _zlib(part, zlib.Z_DEFAULT_STRATEGY, 1),
+            key=len,
         )
-    if isinstance(labels, np.ndarray):
-        if labels.ndim != 1:
-            raise ValueError(
-                f"{name}: expected a 1-D sequence of {length} strings, got an array of "
-                f"shape {labels.shape}"
-            )
-        labels = labels.tolist()
-    if not isinstance(labels, Sequence):
-        raise TypeError(
-            f"{name}: expected a sequence of {length} strings, got {type(labels).__name__}"
-        )
-    if len(labels) != length:
-        raise ValueError(
-            f"{name}: expected {length} labels (one per "
-            f"{'input' if name == 'input_labels' else 'query'} position), got {len(labels)}"
-        )
-    result = []
-    for i, label in enumerate(labels):
-        if isinstance(label, bytes):
-            try:
-                label = label.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{name}[{i}]: expected UTF-8 text, got undecodable bytes {_describe(label)}"
-                ) from err
-        elif not isinstance(label, str):
-            raise TypeError(
-                f"{name}[{i}]: expected a string, got {type(label).__name__} {_describe(label)}"
-            )
-        if len(label) > MAX_LABEL_CHARS:
-            raise ValueError(
-                f"{name}[{i}]: expected at most {MAX_LABEL_CHARS} characters, got {len(label)}"
-            )
-        result.append(str(label))
-    return tuple(result)
+        for part in parts
+        if part or len(parts) == 1
+    )
+
+
+def _decimal4_layout(codes: np.ndarray) -> list[bytes]:
+    flat = codes.reshape(-1)
+    nibbles = np.minimum(flat, _NIBBLE_ESCAPE).astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    packed = nibbles[0::2] | (nibbles[1::2] << 4)
+    escaped = (flat[flat >= _NIBBLE_ESCAPE] - _NIBBLE_ESCAPE).astype(">u2")
+    planes = escaped.view(np.uint8).reshape(-1, 2).T  # row 0: high bytes, row 1: low
+    return [packed.tobytes(), planes[0].tobytes(), planes[1].tobytes()]
+
+
+def _encode_values(array: np.ndarray) -> tuple[str, bytes]:
+    if array.min() >= 0.0 and array.max() <= 1.0:
+        codes = np.rint(array * DECIMAL_SCALE).astype(np.uint16)
+        raw = _decimal4_layout(codes)
+        # Huffman codes alone suit noise-like weights; LZ77 (at its fastest level) catches
+        # repetition (constant rows, one-hot rows), where Huffman alone costs a bit a pair.
+        return "decimal4", _deflate(raw)
+    halves = array.astype("<f2")
+    planes = halves.view(np.uint8).reshape(-1, 2).T[::-1]  # high bytes first
+    return min(
+        # Version 1's exact values blob: never more bytes than it.
+        ("float16", zlib.compress(halves.tobytes(), _ZLIB_LEVEL)),
+        ("float16-planes", _deflate([plane.tobytes() for plane in planes])),
+        key=lambda candidate: len(candidate[1]),
+    )
 
 
 def encode(
@@ -216,22 +309,58 @@ def encode(
       The pair of blobs to store, in order.
 
     Raises:
-      TypeError, ValueError: as `check_weights` and `check_labels` do.
+      TypeError, ValueError: as `check_weights` and `tb_plugin.labels.check_labels` do,
+        and ValueError for labels longer than `MAX_HEADER_BYTES` in all.
     """
     array = check_weights(weights)
-    inputs = check_labels(input_labels, array.shape[-1], "input_labels")
-    queries = check_labels(query_labels, array.shape[-2], "query_labels")
+    inputs = labels_policy.check_labels(input_labels, array.shape[-1], "input_labels")
+    queries = labels_policy.check_labels(query_labels, array.shape[-2], "query_labels")
+    encoding, values_blob = _encode_values(array)
     header = {
         "version": FORMAT_VERSION,
         "shape": [int(d) for d in array.shape],
-        "dtype": _DTYPE,
-        "compression": _COMPRESSION,
+        "encoding": encoding,
         "input_labels": list(inputs),
         "query_labels": list(queries),
     }
-    header_blob = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
-    values_blob = zlib.compress(array.astype(_DTYPE).tobytes(order="C"), _ZLIB_LEVEL)
+    header_json = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(header_json) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"input_labels, query_labels: expected at most {MAX_HEADER_BYTES} bytes of "
+            f"labels in all, got {len(header_json)}; shorten the labels"
+        )
+    compressed = zlib.compress(header_json, 9)
+    header_blob = compressed if len(compressed) < len(header_json) else header_json
     return header_blob, values_blob
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _inflate(blob: bytes, limit: int, what: str) -> bytes:
+    """Inflates zlib streams one after another, refusing more than `limit` bytes in all.
+
+    Bounded, so that a corrupt or hostile blob (a "zip bomb") never inflates in full.
+    """
+    out: list[bytes] = []
+    size, rest = 0, bytes(blob)
+    for _ in range(_MAX_STREAMS):
+        decompressor = zlib.decompressobj()
+        try:
+            raw = decompressor.decompress(rest, limit - size + 1)
+        except zlib.error as err:
+            raise DecodeError(f"{what} are not zlib data: {err}") from err
+        size += len(raw)
+        out.append(raw)
+        if size > limit or not decompressor.eof:
+            raise DecodeError(
+                f"{what}: expected at most {limit} bytes, got "
+                f"{size}{'' if decompressor.eof else ' or more'}"
+            )
+        rest = decompressor.unused_data
+        if not rest:
+            return b"".join(out)
+    raise DecodeError(f"{what}: expected at most {_MAX_STREAMS} zlib streams")
 
 
 def _string_list(value: Any, length: int, field: str) -> tuple[str, ...]:
@@ -239,34 +368,44 @@ def _string_list(value: Any, length: int, field: str) -> tuple[str, ...]:
         raise DecodeError(f"header field {field!r}: expected a list of {length} strings")
     if not all(isinstance(label, str) for label in value):
         raise DecodeError(f"header field {field!r}: expected strings only")
+    bad = labels_policy.find_unencodable(value)
+    if bad is not None:
+        raise DecodeError(f"header field {field!r}: label {bad} is not valid Unicode text")
     return tuple(value)
 
 
 def decode_header(blob: bytes) -> Header:
-    """Parses blob 0.
+    """Parses blob 0 (of any readable version).
 
     Raises:
-      DecodeError: when the blob is not a header of a version this code knows.
+      DecodeError: when the blob is not a header of a version this code knows, whatever
+        is wrong with it (never another exception).
     """
+    blob = bytes(blob)
+    if blob[:1] == b"\x78":  # zlib's first byte; a JSON header starts with "{"
+        blob = _inflate(blob, MAX_HEADER_BYTES, "header")
     try:
-        header = json.loads(bytes(blob).decode("utf-8"))
+        header = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
-        raise DecodeError(f"header is not UTF-8 JSON: {err}") from err
+        raise DecodeError(f"header is not UTF-8 JSON: {labels_policy.describe(err)}") from None
     if not isinstance(header, dict):
         raise DecodeError("header: expected a JSON object")
-    version = header.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise DecodeError(f"header field 'version': expected a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise DecodeError(
-            f"format version {version} is newer than this plugin's ({FORMAT_VERSION}); "
-            "upgrade keras-seqattn"
-        )
-    if header.get("dtype") != _DTYPE or header.get("compression") != _COMPRESSION:
-        raise DecodeError(
-            f"header: expected dtype {_DTYPE!r} and compression {_COMPRESSION!r}, got "
-            f"{header.get('dtype')!r} and {header.get('compression')!r}"
-        )
+    version = check_version(header.get("version"), "header field")
+    if version == 1:
+        if header.get("dtype") != _V1_DTYPE or header.get("compression") != _V1_COMPRESSION:
+            raise DecodeError(
+                f"header: expected dtype {_V1_DTYPE!r} and compression {_V1_COMPRESSION!r}, "
+                f"got {labels_policy.describe(header.get('dtype'))} and "
+                f"{labels_policy.describe(header.get('compression'))}"
+            )
+        encoding = "float16"
+    else:
+        encoding = header.get("encoding")
+        if encoding not in ENCODINGS:
+            raise DecodeError(
+                f"header field 'encoding': expected one of {', '.join(ENCODINGS)}, got "
+                f"{labels_policy.describe(encoding)}"
+            )
     shape = header.get("shape")
     if (
         not isinstance(shape, list)
@@ -274,52 +413,73 @@ def decode_header(blob: bytes) -> Header:
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
         or math.prod(shape) > MAX_VALUES
     ):
-        raise DecodeError(f"header field 'shape': expected 2 or 3 positive sizes, got {shape!r}")
+        raise DecodeError(
+            "header field 'shape': expected 2 or 3 positive sizes, got "
+            + labels_policy.describe(shape)
+        )
     return Header(
         version=version,
         shape=tuple(shape),
         input_labels=_string_list(header.get("input_labels"), shape[-1], "input_labels"),
         query_labels=_string_list(header.get("query_labels"), shape[-2], "query_labels"),
+        encoding=encoding,
     )
 
 
-def decode_values(header: Header, blob: bytes) -> np.ndarray:
-    """Decompresses blob 1 into a float16 array of `header.shape`.
+def _decode_decimal4(raw: bytes, size: int) -> np.ndarray:
+    packed_len = (size + 1) // 2
+    if len(raw) < packed_len:
+        raise DecodeError(f"values: expected at least {packed_len} bytes, got {len(raw)}")
+    packed = np.frombuffer(raw, np.uint8, packed_len)
+    codes = np.empty(packed_len * 2, np.uint16)
+    codes[0::2] = packed & 0x0F
+    codes[1::2] = packed >> 4
+    codes = codes[:size]
+    escaped = np.flatnonzero(codes == _NIBBLE_ESCAPE)
+    count = len(escaped)
+    if len(raw) != packed_len + 2 * count:
+        raise DecodeError(
+            f"values: expected {packed_len + 2 * count} bytes for {size} weights with "
+            f"{count} escapes, got {len(raw)}"
+        )
+    planes = np.frombuffer(raw, np.uint8, 2 * count, packed_len).reshape(2, count)
+    if count:
+        tail = _NIBBLE_ESCAPE + ((planes[0].astype(np.uint32) << 8) | planes[1])
+        if int(tail.max()) > DECIMAL_SCALE:
+            raise DecodeError(f"values: found a code above {DECIMAL_SCALE}, which is never written")
+        codes[escaped] = tail
+    return codes
+
+
+def decode_values(header: Header, blob: bytes) -> Values:
+    """Decompresses blob 1 into the codes of `header.shape`.
 
     Raises:
-      DecodeError: when the blob does not hold exactly that many values.
+      DecodeError: when the blob does not hold exactly the values the header announces.
     """
-    expected = math.prod(header.shape) * 2
-    decompressor = zlib.decompressobj()
-    try:
-        # Bounded, so that a corrupt or hostile blob cannot inflate without limit.
-        raw = decompressor.decompress(bytes(blob), expected + 1)
-    except zlib.error as err:
-        raise DecodeError(f"values are not zlib data: {err}") from err
-    if len(raw) != expected or not decompressor.eof:
-        raise DecodeError(
-            f"values: expected {expected} bytes for shape {list(header.shape)}, "
-            f"got {len(raw)}{'' if decompressor.eof else ' or more'}"
-        )
-    values = np.frombuffer(raw, dtype=_DTYPE).reshape(header.shape)
-    # Non-finite values are refused by the writer; finding one means corrupt data.
-    # (Tested on the bits: an all-ones exponent is inf or nan.)
-    if ((values.view("<u2") & 0x7C00) == 0x7C00).any():
-        raise DecodeError("values: found a non-finite value, which the writer never stores")
-    return values
+    size = header.size
+    limit = (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
+    raw = _inflate(blob, limit, "values")
+    if header.encoding == "decimal4":
+        codes = _decode_decimal4(raw, size)
+    else:
+        if len(raw) != 2 * size:
+            raise DecodeError(
+                f"values: expected {2 * size} bytes for shape {list(header.shape)}, got {len(raw)}"
+            )
+        if header.encoding == "float16-planes":
+            planes = np.frombuffer(raw, np.uint8).reshape(2, size)
+            codes = (planes[0].astype(np.uint16) << 8) | planes[1]
+        else:
+            codes = np.frombuffer(raw, "<u2")
+        # Non-finite values are refused by the writer; finding one means corrupt data.
+        # (Tested on the bits: an all-ones exponent is inf or nan.)
+        if ((codes & 0x7C00) == 0x7C00).any():
+            raise DecodeError("values: found a non-finite value, which the writer never stores")
+    return Values(value_kind(header.encoding), codes.reshape(header.shape))
 
 
-@functools.cache
-def _float16_to_float32() -> np.ndarray:
-    return np.arange(1 << 16, dtype=np.uint16).view(_DTYPE).astype("<f4")
-
-
-def widen(values: np.ndarray) -> np.ndarray:
-    """float16 values (as decoded) to float32, exactly; faster than `astype` for big arrays."""
-    return _float16_to_float32()[values.view("<u2")]
-
-
-def decode(header_blob: bytes, values_blob: bytes) -> tuple[Header, np.ndarray]:
-    """Decodes both blobs; the inverse of `encode` (values rounded to float16)."""
+def decode(header_blob: bytes, values_blob: bytes) -> tuple[Header, Values]:
+    """Decodes both blobs; the inverse of `encode` (up to the encoding's precision)."""
     header = decode_header(header_blob)
     return header, decode_values(header, values_blob)

@@ -6,7 +6,7 @@ import json
 
 from tensorboard.compat.proto import summary_pb2
 
-from tb_plugin.codec import FORMAT_VERSION
+from tb_plugin import codec
 
 PLUGIN_NAME = "attention"
 
@@ -19,7 +19,7 @@ def create_summary_metadata(description: str | None = None) -> summary_pb2.Summa
 
     `data_class` is set: without it both of TensorBoard's loaders drop the data.
     """
-    content = json.dumps({"version": FORMAT_VERSION}).encode("utf-8")
+    content = json.dumps({"version": codec.FORMAT_VERSION}).encode("utf-8")
     return summary_pb2.SummaryMetadata(
         summary_description=description or "",
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -32,17 +32,19 @@ def create_summary_metadata(description: str | None = None) -> summary_pb2.Summa
 def parse_plugin_metadata(content: bytes) -> int:
     """Returns the format version recorded in a summary's `plugin_data.content`.
 
+    The plugin reads a tag only when this succeeds, in every route.
+
     Raises:
       TypeError: when `content` is not bytes.
-      ValueError: when it is not the JSON object this plugin writes.
+      ValueError (`codec.DecodeError`): when it is not the JSON object this plugin
+        writes, or names a version this plugin cannot read.
     """
     if not isinstance(content, bytes):
         raise TypeError(f"content: expected bytes, got {type(content).__name__}")
     try:
         parsed = json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"plugin content is not UTF-8 JSON: {content[:60]!r}") from err
-    version = parsed.get("version") if isinstance(parsed, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"plugin content: expected a positive 'version', got {parsed!r}")
-    return version
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise codec.DecodeError(f"plugin content is not UTF-8 JSON: {content[:60]!r}") from None
+    if not isinstance(parsed, dict):
+        raise codec.DecodeError(f"plugin content: expected a JSON object, got {content[:60]!r}")
+    return codec.check_version(parsed.get("version"), "plugin content")

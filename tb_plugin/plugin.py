@@ -17,27 +17,23 @@ Data is read only through `context.data_provider`, so both loaders work.
 from __future__ import annotations
 
 import concurrent.futures
-import csv
+import contextlib
 import functools
-import io
-import json
 import logging
-import math
 import os
 import re
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_plugin import codec, metadata
+from tb_plugin import codec, metadata, responses
+from tb_plugin.labels import describe
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +63,9 @@ _STATIC_TYPES = {
 }
 
 FORMATS = ("json", "binary", "csv")
+# Values that all requests together may be decoding and formatting at once (about 2x the
+# largest matrix): see _ValueBudget.
+MAX_VALUES_IN_FLIGHT = 2 * codec.MAX_VALUES
 _STEP_RE = re.compile(r"-?[0-9]{1,19}")
 _INT64_MAX = (1 << 63) - 1
 
@@ -82,8 +81,7 @@ class _RequestError(Exception):
 
 def _shown(value: str) -> str:
     """A user-supplied value, quoted and cut short, for an error message."""
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
+    return describe(value, limit=100)
 
 
 def _json_error(request: wrappers.Request, code: int, message: str) -> wrappers.Response:
@@ -143,59 +141,48 @@ def _parse_format(text: str | None) -> str:
     return text
 
 
-def _binary_body(described: dict, arrays: list[np.ndarray]) -> bytes:
-    """The binary answer: uint32 length, UTF-8 JSON, zero padding to 4 bytes, float32s."""
-    header = json.dumps(described, ensure_ascii=False, separators=(",", ":")).encode()
-    padding = b"\0" * (-(4 + len(header)) % 4)
-    parts = [struct.pack("<I", len(header)), header, padding]
-    parts.extend(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
-    return b"".join(parts)
+def _unreadable(run: str, tag: str, step: int, err: Exception) -> _RequestError:
+    return _RequestError(
+        404,
+        f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, step {step}: {err}",
+    )
 
 
 def _version_problem(content: bytes) -> str | None:
     """Why a tag's plugin content is not readable by this plugin, or None when it is."""
     try:
-        version = metadata.parse_plugin_metadata(content)
-    except (TypeError, ValueError, RecursionError) as err:
+        metadata.parse_plugin_metadata(content)
+    except (TypeError, ValueError) as err:
         return str(err)
-    if version > codec.FORMAT_VERSION:
-        return (
-            f"format version {version} is newer than this plugin's ({codec.FORMAT_VERSION}); "
-            "upgrade keras-seqattn"
-        )
     return None
 
 
-def _safe_filename(*parts: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts)).strip("_")[:150]
+class _ValueBudget:
+    """Bounds how many values all requests decode and format at once.
 
-
-@functools.cache
-def _float16_texts(style: str) -> np.ndarray:
-    """The text of every float16 value, widened to float, indexed by its bits.
-
-    There are only 65536 float16 values, so their texts are looked up rather than
-    formatted one by one: about 20 times faster for a 1024 x 1024 matrix.
-    `style` "json" gives `repr` (what json.dumps writes), "csv" 6 significant digits.
+    A request reserves its matrix's values before decoding them and gives them back when
+    its body is made; requests beyond the budget wait. One request larger than the whole
+    budget runs alone. So six concurrent requests for 2048 x 2048 matrices take turns
+    instead of holding six bodies' worth of intermediate arrays at once.
     """
-    numbers = np.arange(1 << 16, dtype=np.uint16).view("<f2").astype(np.float64).tolist()
-    if style == "json":
-        return np.array([repr(x) for x in numbers], dtype=object)
-    return np.array([format(x, ".6g") for x in numbers], dtype=object)
 
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._used = 0
+        self._ready = threading.Condition()
 
-def _values_json(values: np.ndarray) -> str:
-    """Nested JSON lists of `values` (float16), as json.dumps of the widened floats."""
-    texts = _float16_texts("json")[values.view("<u2")]
-    rows = ["[" + ",".join(row) + "]" for row in texts.reshape(-1, values.shape[-1]).tolist()]
-    if values.ndim == 2:
-        return "[" + ",".join(rows) + "]"
-    m = values.shape[1]
-    return (
-        "["
-        + ",".join("[" + ",".join(rows[h * m : (h + 1) * m]) + "]" for h in range(values.shape[0]))
-        + "]"
-    )
+    @contextlib.contextmanager
+    def reserve(self, count: int):
+        count = min(count, self.limit)
+        with self._ready:
+            self._ready.wait_for(lambda: self._used + count <= self.limit)
+            self._used += count
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._used -= count
+                self._ready.notify_all()
 
 
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -233,7 +220,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
         self._known: dict[tuple[str, str, str], dict[int, Any]] = {}
         self._known_lock = threading.Lock()
         # Decoded headers of the latest steps, by blob key (oldest first, bounded).
-        self._headers: dict[str, codec.Header] = {}
+        self._headers: dict[str, codec.Header | Exception] = {}
+        # Why a tag cannot be read (None: it can), from its plugin content, which
+        # TensorBoard takes from the tag's first event and never changes: (experiment,
+        # run, tag) -> problem. Every route asks this before serving a tag.
+        self._problems: dict[tuple[str, str, str], str | None] = {}
+        self._budget = _ValueBudget(MAX_VALUES_IN_FLIGHT)
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -250,6 +242,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return False
 
     def data_plugin_names(self) -> tuple[str, ...]:
+        # Only attention summaries activate the tab; the entropy scalars it also reads
+        # belong to the Scalars plugin.
         return (metadata.PLUGIN_NAME,)
 
     def frontend_metadata(self) -> base_plugin.FrontendMetadata:
@@ -287,34 +281,52 @@ class AttentionPlugin(base_plugin.TBPlugin):
         with self._known_lock:
             self._known.pop((experiment, run, tag), None)
 
-    def _readable_tags(self, ctx, experiment: str) -> dict[str, dict[str, Any]]:
-        """{run: {tag: BlobSequenceTimeSeries}} for the tags of a known format version."""
+    def _listing(self, ctx, experiment: str, run_tag_filter=None) -> dict[str, dict[str, Any]]:
+        """{run: {tag: (BlobSequenceTimeSeries, problem or None)}}; remembers the problems."""
         listing = self._data_provider.list_blob_sequences(
-            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=run_tag_filter,
         )
         result: dict[str, dict[str, Any]] = {}
-        for run, tags in listing.items():
-            for tag, series in tags.items():
-                try:
-                    version = metadata.parse_plugin_metadata(series.plugin_content)
-                except ValueError as err:
-                    logger.warning("attention: skipping run %r tag %r: %s", run, tag, err)
-                    continue
-                if version > codec.FORMAT_VERSION:
-                    logger.warning(
-                        "attention: skipping run %r tag %r: format version %d is newer "
-                        "than this plugin's %d",
-                        run,
-                        tag,
-                        version,
-                        codec.FORMAT_VERSION,
-                    )
-                    continue
-                result.setdefault(run, {})[tag] = series
+        with self._known_lock:
+            for run, tags in listing.items():
+                for tag, series in tags.items():
+                    key = (experiment, run, tag)
+                    if key not in self._problems:
+                        self._problems[key] = _version_problem(series.plugin_content)
+                        while len(self._problems) > MAX_REMEMBERED_HEADERS:
+                            self._problems.pop(next(iter(self._problems)))
+                    result.setdefault(run, {})[tag] = (series, self._problems[key])
         return result
+
+    def _check_readable(self, ctx, experiment: str, run: str, tag: str) -> None:
+        """404 unless the tag's plugin content names a format this plugin reads.
+
+        The same rule as `tags` (which leaves such tags out) and `overview` (which lists
+        them under "errors"), so that no route serves what another hides.
+        """
+        with self._known_lock:
+            known = (experiment, run, tag) in self._problems
+            problem = self._problems.get((experiment, run, tag))
+        if not known:
+            listed = self._listing(ctx, experiment, provider.RunTagFilter([run], [tag]))
+            if tag not in listed.get(run, {}):
+                raise _RequestError(
+                    404, f"no attention data for run {_shown(run)} and tag {_shown(tag)}"
+                )
+            problem = listed[run][tag][1]
+        if problem is not None:
+            raise _RequestError(
+                404,
+                f"no readable attention data for run {_shown(run)} and tag {_shown(tag)}: "
+                + problem,
+            )
 
     def _series(self, ctx, experiment: str, run: str, tag: str) -> list:
         """The retained steps of one run/tag, ascending; 404 when there are none."""
+        self._check_readable(ctx, experiment, run, tag)
         data = self._read_sequences(ctx, experiment, provider.RunTagFilter(runs=[run], tags=[tag]))
         series = data.get(run, {}).get(tag)
         if not series:
@@ -340,23 +352,27 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return [read(key) for key in blob_keys]
         return list(_blob_readers().map(read, blob_keys))
 
-    def _latest_headers(self, ctx, blob_keys: list[str]) -> list:
+    def _decoded_headers(self, ctx, blob_keys: list[str]) -> list[codec.Header | Exception]:
         """The decoded header of each blob key, or the error that prevented it.
 
-        A blob key names one step's immutable header, so decoded headers are kept: a
-        `tags` request (the tab asks every few seconds) then reads only new steps.
+        A blob key names one step's immutable header, so decoded headers (and decoding
+        errors) are kept: a `tags` request (the tab asks every few seconds) then reads
+        only new steps, and `overview` reads only values. Whatever is wrong with a
+        header, the error is returned for that key alone.
         """
         with self._known_lock:
             cached = {key: self._headers[key] for key in blob_keys if key in self._headers}
         missing = [key for key in blob_keys if key not in cached]
         for key, blob in zip(missing, self._read_blobs(ctx, missing), strict=True):
+            if isinstance(blob, errors.NotFoundError):
+                cached[key] = blob  # gone for now; not remembered
+                continue
             try:
                 if isinstance(blob, Exception):
                     raise blob
                 cached[key] = codec.decode_header(blob)
             except Exception as err:  # noqa: BLE001 - a bad tag must never hide the others
                 cached[key] = err
-                continue
             with self._known_lock:
                 self._headers[key] = cached[key]
                 while len(self._headers) > MAX_REMEMBERED_HEADERS:
@@ -371,16 +387,18 @@ class AttentionPlugin(base_plugin.TBPlugin):
         experiment = plugin_util.experiment_id(request.environ)
         # The listing (descriptions, versions) and the step data are independent: with
         # the Rust data server each is a gRPC round trip, so ask for both at once.
-        listing = _blob_readers().submit(self._readable_tags, ctx, experiment)
+        listing = _blob_readers().submit(self._listing, ctx, experiment)
         data = self._read_sequences(ctx, experiment)
-        readable = listing.result()
         latest = []  # (run, tag, series, steps) whose latest header is to be read
-        for run, tags in readable.items():
-            for tag, series in tags.items():
+        for run, tags in listing.result().items():
+            for tag, (series, problem) in tags.items():
+                if problem is not None:
+                    logger.warning("attention: skipping run %r tag %r: %s", run, tag, problem)
+                    continue
                 steps = data.get(run, {}).get(tag)
                 if steps and len(steps[-1].values) == 2:
                     latest.append((run, tag, series, steps))
-        headers = self._latest_headers(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
+        headers = self._decoded_headers(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
         result: dict[str, dict[str, Any]] = {}
         for (run, tag, series, steps), header in zip(latest, headers, strict=True):
             if isinstance(header, Exception):
@@ -419,8 +437,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         return datum
 
-    def _read_matrix(self, ctx, run: str, tag: str, datum) -> tuple[codec.Header, np.ndarray]:
-        """Reads and decodes one step's two blobs (concurrently); 404 if undecodable.
+    def _read_matrix(self, ctx, run: str, tag: str, datum) -> tuple[codec.Header, Any]:
+        """Reads one step's two blobs (concurrently); 404 if undecodable.
+
+        Returns the header and the values blob, not yet decoded (see `_budget`).
 
         Raises:
           errors.NotFoundError: when the data provider no longer has a blob.
@@ -432,14 +452,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             for blob in (header_blob, values_blob):
                 if isinstance(blob, Exception):
                     raise blob
-            header = codec.decode_header(header_blob)
-            return header, codec.decode_values(header, values_blob)
+            return codec.decode_header(header_blob), values_blob
         except codec.DecodeError as err:
-            raise _RequestError(
-                404,
-                f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, "
-                f"step {datum.step}: {err}",
-            ) from err
+            raise _unreadable(run, tag, datum.step, err) from err
 
     @_json_errors
     def _serve_matrix(self, request):
@@ -450,44 +465,35 @@ class AttentionPlugin(base_plugin.TBPlugin):
         experiment = plugin_util.experiment_id(request.environ)
         datum = None if step is None else self._remembered(experiment, run, tag, step)
         if datum is not None:
+            self._check_readable(ctx, experiment, run, tag)
             try:
-                header, values = self._read_matrix(ctx, run, tag, datum)
+                header, blob = self._read_matrix(ctx, run, tag, datum)
             except (errors.NotFoundError, KeyError):
                 # The loader has dropped that step (or run) since it was listed: look again.
                 self._forget(experiment, run, tag)
                 datum = None
         if datum is None:
             datum = self._find_step(ctx, experiment, run, tag, step)
-            header, values = self._read_matrix(ctx, run, tag, datum)
-        described = {"step": datum.step, "wall_time": datum.wall_time, **header.to_json()}
-        if fmt == "binary":
-            return self._binary_response(request, described, values)
-        if fmt == "csv":
-            return self._csv_response(request, run, tag, datum.step, header, values)
-        body = json.dumps(described, ensure_ascii=False, separators=(",", ":"))
-        body = body[:-1] + ',"values":' + _values_json(values) + "}"
-        return http_util.Respond(request, body, "application/json; charset=utf-8")
-
-    def _binary_response(self, request, described: dict, values: np.ndarray):
-        body = _binary_body(described, [codec.widen(values)])
-        return http_util.Respond(request, body, "application/octet-stream")
-
-    def _csv_response(self, request, run, tag, step, header: codec.Header, values):
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        with_heads = len(header.shape) == 3
-        writer.writerow((["head"] if with_heads else []) + ["query", *header.input_labels])
-        texts = _float16_texts("csv")[values.view("<u2")].reshape(header.shape3).tolist()
-        for h, matrix in enumerate(texts):
-            for label, cells in zip(header.query_labels, matrix, strict=True):
-                writer.writerow(([h] if with_heads else []) + [label, *cells])
-        filename = _safe_filename("attention", run, tag, f"step{step}") + ".csv"
-        return http_util.Respond(
-            request,
-            out.getvalue(),
-            "text/csv",
-            headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
-        )
+            header, blob = self._read_matrix(ctx, run, tag, datum)
+        described = {"step": datum.step, "wall_time": datum.wall_time, **responses.describe(header)}
+        with self._budget.reserve(header.size):
+            try:
+                values = codec.decode_values(header, blob)
+            except codec.DecodeError as err:
+                raise _unreadable(run, tag, datum.step, err) from err
+            if fmt == "binary":
+                body = responses.binary_body(described, [values.float32()])
+                return http_util.Respond(request, body, "application/octet-stream")
+            if fmt == "csv":
+                filename = responses.safe_filename("attention", run, tag, f"step{datum.step}")
+                return http_util.Respond(
+                    request,
+                    responses.csv_body(header, values),
+                    "text/csv",
+                    headers=[("Content-Disposition", f'attachment; filename="{filename}.csv"')],
+                )
+            body = responses.json_body(described, values)
+            return http_util.Respond(request, body, "application/json; charset=utf-8")
 
     @_json_errors
     def _serve_overview(self, request):
@@ -506,31 +512,20 @@ class AttentionPlugin(base_plugin.TBPlugin):
 
     def _overview(self, ctx, experiment: str, run: str, example: str, step: int | None) -> bytes:
         suffix = "/" + example
-        listing = self._data_provider.list_blob_sequences(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=provider.RunTagFilter(runs=[run]),
-        )
+        listed = self._listing(ctx, experiment, provider.RunTagFilter(runs=[run])).get(run, {})
         candidates = {
-            tag: series
-            for tag, series in listing.get(run, {}).items()
+            tag: entry
+            for tag, entry in listed.items()
             if tag.endswith(suffix) and len(tag) > len(suffix)
         }
         if not candidates:
             raise _RequestError(
                 404,
                 f"no attention data for run {_shown(run)} and example {_shown(example)} "
-                "(tags ending in '/" + example[:50] + "')",
+                f"(tags ending in {_shown(suffix)})",
             )
-        errors_: list[dict[str, str]] = []
-        readable = {}
-        for tag, series in candidates.items():
-            problem = _version_problem(series.plugin_content)
-            if problem:
-                errors_.append({"tag": tag, "error": problem})
-            else:
-                readable[tag] = series
+        problems = [{"tag": tag, "error": p} for tag, (_, p) in candidates.items() if p]
+        readable = {tag: series for tag, (series, p) in candidates.items() if p is None}
         data = self._read_sequences(
             ctx, experiment, provider.RunTagFilter(runs=[run], tags=list(readable))
         ).get(run, {})
@@ -540,7 +535,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             raise _RequestError(
                 404,
                 f"no readable steps for run {_shown(run)} and example {_shown(example)}"
-                + "".join(f"; {_shown(e['tag'])}: {e['error']}" for e in errors_[:3]),
+                + "".join(f"; {_shown(e['tag'])}: {e['error']}" for e in problems[:3]),
             )
         shown, missing = [], []
         for tag in sorted(readable):
@@ -548,7 +543,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             if datum is None:
                 missing.append(tag)
             elif len(datum.values) != 2:
-                errors_.append(
+                problems.append(
                     {"tag": tag, "error": f"expected 2 blobs per step, got {len(datum.values)}"}
                 )
             else:
@@ -559,14 +554,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"query parameter 'step': no step {step} for run {_shown(run)} and "
                 f"example {_shown(example)}",
             )
-        headers = self._latest_headers(ctx, [d.values[0].blob_key for _, d in shown])
+        headers = self._decoded_headers(ctx, [d.values[0].blob_key for _, d in shown])
         layers = []
         for (tag, datum), header in zip(shown, headers, strict=True):
-            if isinstance(header, BaseException):
-                errors_.append({"tag": tag, "error": str(header)})
+            if isinstance(header, Exception):
+                problems.append({"tag": tag, "error": str(header)})
             else:
                 layers.append((tag, datum, header))
-        total = sum(math.prod(header.shape) for *_, header in layers)
+        total = sum(header.size for *_, header in layers)
         if total > MAX_OVERVIEW_VALUES:
             raise _RequestError(
                 413,
@@ -574,45 +569,44 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"hold {total} values, more than one overview answer may ({MAX_OVERVIEW_VALUES});"
                 " read them one tag at a time with the 'matrix' route",
             )
-        blobs = self._read_blobs(ctx, [d.values[1].blob_key for _, d, _ in layers])
-        described, arrays, offset = [], [], 0
         # The logger writes a step's layers in model order, so wall time gives that order.
-        order = sorted(range(len(layers)), key=lambda i: (layers[i][1].wall_time, layers[i][0]))
-        for i in order:
-            tag, datum, header = layers[i]
-            try:
-                blob = blobs[i]
-                if isinstance(blob, BaseException):
-                    raise blob
-                values = codec.widen(codec.decode_values(header, blob))
-            except Exception as err:  # noqa: BLE001 - one bad tag never fails the others
-                errors_.append({"tag": tag, "error": f"{type(err).__name__}: {err}"})
-                continue
-            described.append(
-                {
-                    "tag": tag,
-                    "layer": tag[: -len(suffix)],
-                    "wall_time": datum.wall_time,
-                    "shape": list(header.shape3),
-                    "heads": header.heads,
-                    "input_labels": list(header.input_labels),
-                    "query_labels": list(header.query_labels),
-                    "description": readable[tag].description,
-                    "offset": offset,
-                }
-            )
-            arrays.append(values.reshape(-1))
-            offset += values.size
-        errors_.sort(key=lambda e: e["tag"])
-        head = {
-            "run": run,
-            "example": example,
-            "step": step,
-            "layers": described,
-            "missing": missing,
-            "errors": errors_,
-        }
-        return _binary_body(head, arrays)
+        layers.sort(key=lambda layer: (layer[1].wall_time, layer[0]))
+        with self._budget.reserve(total):
+            blobs = self._read_blobs(ctx, [d.values[1].blob_key for _, d, _ in layers])
+            described, arrays, offset = [], [], 0
+            for (tag, datum, header), blob in zip(layers, blobs, strict=True):
+                try:
+                    if isinstance(blob, Exception):
+                        raise blob
+                    values = codec.decode_values(header, blob).float32()
+                except Exception as err:  # noqa: BLE001 - one bad tag never fails the others
+                    problems.append({"tag": tag, "error": f"{type(err).__name__}: {err}"})
+                    continue
+                described.append(
+                    {
+                        "tag": tag,
+                        "layer": tag[: -len(suffix)],
+                        "wall_time": datum.wall_time,
+                        "shape": list(header.shape3),
+                        "heads": header.heads,
+                        "input_labels": list(header.input_labels),
+                        "query_labels": list(header.query_labels),
+                        "description": readable[tag].description,
+                        "offset": offset,
+                    }
+                )
+                arrays.append(values.reshape(-1))
+                offset += values.size
+            problems.sort(key=lambda e: e["tag"])
+            overview = {
+                "run": run,
+                "example": example,
+                "step": step,
+                "layers": described,
+                "missing": missing,
+                "errors": problems,
+            }
+            return responses.binary_body(overview, arrays)
 
     @_json_errors
     def _serve_entropy(self, request):

@@ -1,15 +1,121 @@
 """The attention summary writer: one example's attention weights, with token labels.
 
-TensorFlow is imported inside `attention`, so that importing this module (and
-TensorBoard loading the plugin) never needs it.
+Two ways to the same bytes on disk. `attention_pb` builds the `Summary` proto of one
+attention summary with TensorBoard's own protos (`tensorboard.compat.proto`), from
+`codec.encode` and `metadata.create_summary_metadata`; `write_event` appends it to an
+event file through TensorBoard's `EventFileWriter` (`event_file_writer` opens one).
+No TensorFlow is needed for either: that is the path on JAX and PyTorch, and the one
+`AttentionLogger` takes on every backend. `attention` writes the same value through
+TensorFlow's default summary writer (`tf.summary.write`), for code that already uses
+`tf.summary`; it imports TensorFlow only when TensorFlow is already loaded, since
+without it no default summary writer can exist.
+
+Importing this module never imports TensorFlow (TensorBoard loads the plugin without it).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
 from tb_plugin import codec, metadata
+
+
+def attention_pb(
+    tag: str,
+    weights: Any,
+    input_labels: Sequence[str] | None = None,
+    query_labels: Sequence[str] | None = None,
+    description: str | None = None,
+) -> summary_pb2.Summary:
+    """The `Summary` proto of one attention summary, without TensorFlow.
+
+    The value is what `attention` writes: a rank-1 string tensor [header, values]
+    (`tb_plugin.codec`) with the plugin's metadata. Everything is validated first.
+
+    Args:
+      tag: the summary's tag, e.g. "<layer>/<example index>".
+      weights: one example's weights, (queries, inputs) or (heads, queries, inputs),
+        numpy or nested lists of floats (see `attention`).
+      input_labels, query_labels, description: as for `attention`.
+
+    Returns:
+      A `summary_pb2.Summary` with one value.
+
+    Raises:
+      TypeError, ValueError: as `attention` does.
+    """
+    if not isinstance(tag, str) or not tag:
+        raise TypeError(f"name: expected a non-empty string, got {tag!r}")
+    if description is not None and not isinstance(description, str):
+        raise TypeError(f"description: expected a string or None, got {type(description).__name__}")
+    blobs = codec.encode(weights, input_labels, query_labels)
+    return blobs_pb(tag, blobs, description)
+
+
+def blobs_pb(
+    tag: str, blobs: tuple[bytes, bytes], description: str | None = None
+) -> summary_pb2.Summary:
+    """The `Summary` proto of an attention summary whose blobs `codec.encode` made."""
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(blobs))]
+        ),
+        string_val=list(blobs),
+    )
+    summary = summary_pb2.Summary()
+    summary.value.add(
+        tag=tag, tensor=tensor, metadata=metadata.create_summary_metadata(description)
+    )
+    return summary
+
+
+_STUB_LOCK = threading.Lock()
+
+
+def event_file_writer(logdir: str, **kwargs: Any):
+    """Opens TensorBoard's `EventFileWriter` on `logdir` without importing TensorFlow.
+
+    `EventFileWriter` reaches the file system through `tensorboard.compat.tf`, which
+    imports TensorFlow whenever it is installed (tensorboard/compat/__init__.py), and
+    TensorFlow next to JAX or PyTorch takes GPU memory. Unless TensorFlow is already
+    loaded, the writer is therefore opened with TensorBoard's own stub file system
+    (`tensorboard.compat.tensorflow_stub`: local paths, and s3:// or fsspec URLs where
+    those are installed); with TensorFlow loaded, TensorFlow's (gs:// and the rest).
+    The writer only touches the file system while it is opened: afterwards it holds
+    the open file.
+
+    Args:
+      logdir: the directory (a run) to write an event file in; created if missing.
+      **kwargs: passed on to `EventFileWriter` (`max_queue_size`, `flush_secs`, ...).
+
+    Returns:
+      A `tensorboard.summary.writer.event_file_writer.EventFileWriter`.
+    """
+    from tensorboard.summary.writer import event_file_writer as module
+
+    if "tensorflow" in sys.modules:
+        return module.EventFileWriter(logdir, **kwargs)
+    from tensorboard.compat import tensorflow_stub
+
+    with _STUB_LOCK:
+        lazy, module.tf = module.tf, tensorflow_stub
+        try:
+            return module.EventFileWriter(logdir, **kwargs)
+        finally:
+            module.tf = lazy
+
+
+def write_event(writer: Any, summary: summary_pb2.Summary, step: int) -> None:
+    """Appends `summary` at `step` (wall time: now) to an `EventFileWriter`."""
+    writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
 
 def _to_host(value: Any, name: str, tf: Any) -> Any:
@@ -25,6 +131,19 @@ def _to_host(value: Any, name: str, tf: Any) -> Any:
     return value
 
 
+def _is_integer(value: Any) -> bool:
+    return hasattr(value, "__index__")
+
+
+def _to_numpy(value: Any) -> Any:
+    """A JAX or PyTorch array (or anything with `__array__`) as numpy; lists as they are."""
+    if hasattr(value, "detach"):  # a torch.Tensor, possibly requiring grad or on a GPU
+        value = value.detach().cpu()
+    if hasattr(value, "__array__") and not isinstance(value, list):
+        return np.asarray(value)
+    return value
+
+
 def attention(
     name: str,
     weights: Any,
@@ -32,6 +151,7 @@ def attention(
     input_labels: Sequence[str] | None = None,
     query_labels: Sequence[str] | None = None,
     description: str | None = None,
+    writer: Any = None,
 ) -> bool:
     """Writes one example's attention weights, with token labels, as an attention summary.
 
@@ -46,6 +166,14 @@ def attention(
                   input_labels=["the", "cat", "sat"], query_labels=["le", "chat"])
     ```
 
+    Without TensorFlow (JAX, PyTorch), give an `EventFileWriter` as `writer`:
+
+    ```python
+    writer = event_file_writer("runs/demo")
+    attention("encoder/attn/0", weights, step=epoch, writer=writer)
+    writer.flush()
+    ```
+
     Args:
       name: the tag (prefixed by any active name scope), e.g. "<layer>/<example index>".
       weights: one example's weights, shape (queries, inputs) or (heads, queries, inputs);
@@ -56,9 +184,12 @@ def attention(
         the positions "0", "1", .... May differ from one step to the next.
       query_labels: one string per query (row); default: the positions.
       description: optional text shown with the tag (kept from the tag's first summary).
+      writer: an `EventFileWriter` (see `event_file_writer`) to write to instead of
+        TensorFlow's default summary writer; `step` is then required.
 
     Returns:
-      True if the summary was written, False if there is no default summary writer.
+      True if the summary was written (or, with `writer`, queued for writing), False
+      if there is no default summary writer.
 
     Raises:
       TypeError: non-float weights, labels that are not sequences of strings, a
@@ -68,6 +199,17 @@ def attention(
         match the matrix, overlong labels; or (from TensorFlow) no step given while no
         default step is set.
     """
+    if writer is not None or "tensorflow" not in sys.modules:
+        # Without TensorFlow loaded there can be no default summary writer (nor a
+        # TensorFlow tensor): validate, and write to `writer` if there is one.
+        if writer is not None and (isinstance(step, bool) or not _is_integer(step)):
+            raise TypeError(f"step: expected an integer with `writer`, got {step!r}")
+        summary = attention_pb(name, _to_numpy(weights), input_labels, query_labels, description)
+        if writer is None:
+            return False
+        write_event(writer, summary, step)
+        return True
+
     import tensorflow as tf
 
     if not isinstance(name, str) or not name:

@@ -14,11 +14,13 @@ import csv
 import io
 import json
 import os
+import shutil
 import struct
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import v1_fixture
 
 MARKUP = "<img src=x onerror=alert(1)>"
 UNICODE = "caf\u00e9 \u4e2d\u6587 \U0001f600"
@@ -29,9 +31,25 @@ class Written:
     """One stored step, as the plugin should return it."""
 
     step: int
-    values: np.ndarray  # float16, the shape as written
+    values: np.ndarray  # float64 as stored (see stored_values), the shape as written
     input_labels: list[str]
     query_labels: list[str]
+
+    @property
+    def values32(self) -> np.ndarray:
+        """The values as the binary forms serve them: the nearest float32."""
+        return self.values.astype(np.float32)
+
+
+def stored_values(weights) -> np.ndarray:
+    """What the format keeps of `weights` (codec.py, format version 2), as float64.
+
+    Weights all in [0, 1]: rounded to 4 decimals. Anything else: float16.
+    """
+    array = np.asarray(weights, dtype=np.float64)
+    if array.min() >= 0 and array.max() <= 1:
+        return np.rint(array * 10_000) / 10_000
+    return array.astype(np.float16).astype(np.float64)
 
 
 @dataclass
@@ -52,11 +70,11 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     """Writes the logdir; returns what each run/tag/step holds."""
     import tensorflow as tf
 
-    from tb_plugin import metadata
+    from tb_plugin import codec, metadata
     from tb_plugin.summary import attention
 
     rng = np.random.default_rng(0)
-    logs = Logs(logdir)
+    logs = Logs(logdir, written={"v1": {}})
 
     def log(run: str, writer, tag: str, step: int, weights, inputs=None, queries=None, **kwargs):
         with writer.as_default():
@@ -67,7 +85,7 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
         logs.written.setdefault(run, {}).setdefault(tag, []).append(
             Written(
                 step=step,
-                values=np.asarray(weights).astype(np.float16),
+                values=stored_values(weights),
                 input_labels=list(inputs)
                 if inputs is not None
                 else [str(i) for i in range(shape[-1])],
@@ -126,6 +144,21 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
         tf.summary.write(
             "oneblob/0", tf.constant([b"{}"]), step=0, metadata=metadata.create_summary_metadata()
         )
+        # A stored header with a lone surrogate in a label (JSON can escape one).
+        surrogate = {
+            "version": 2,
+            "shape": [1, 1],
+            "encoding": "decimal4",
+            "input_labels": ["\ud800"],
+            "query_labels": ["q"],
+        }
+        _, values_blob = codec.encode(np.ones((1, 1)))
+        tf.summary.write(
+            "surrogate/0",
+            tf.constant([json.dumps(surrogate).encode(), values_blob]),
+            step=0,
+            metadata=metadata.create_summary_metadata(),
+        )
         tf.summary.scalar("loss", 0.5, step=0)
     train.close()
 
@@ -139,6 +172,14 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     with scalars_only.as_default():
         tf.summary.scalar("loss", 1.0, step=0)
     scalars_only.close()
+
+    # Run "v1": the committed event file of format version 1 (tests/v1_fixture.py).
+    shutil.copytree(os.path.join(v1_fixture.LOGDIR, v1_fixture.RUN), os.path.join(logdir, "v1"))
+    for tag, steps in v1_fixture.expected().items():
+        logs.written["v1"][tag] = [
+            Written(step, weights.astype(np.float16).astype(np.float64), inputs, queries)
+            for step, weights, inputs, queries in steps
+        ]
 
     model = tf.summary.create_file_writer(os.path.join(logdir, "model"))
     for step in MODEL_STEPS:
@@ -189,8 +230,9 @@ VISIBLE_TAGS = {
     "train": ["decoder/heads/0", "edges/0", "encoder/attn/0", "long/0"],
     "eval": ["encoder/attn/0"],
     "model": sorted(f"{layer}/{e}" for layer in MODEL_LAYERS for e in ("0", "1")),
+    "v1": ["dec/mha@2/0", "enc/attn/0", "scores/0"],
 }
-HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0"]
+HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0", "surrogate/0"]
 
 
 def expected_json(w: Written, wall_time: float | None = None) -> dict:
@@ -201,7 +243,7 @@ def expected_json(w: Written, wall_time: float | None = None) -> dict:
         "heads": shape[0] if len(shape) == 3 else 1,
         "input_labels": w.input_labels,
         "query_labels": w.query_labels,
-        "values": w.values.astype(np.float64).tolist(),
+        "values": w.values.tolist(),
     }
     if wall_time is not None:
         body["wall_time"] = wall_time
@@ -266,9 +308,7 @@ def check_overview(described: dict, values: np.ndarray, logs: Logs, example: str
         assert entry["description"] == ""
         assert entry["offset"] == offset
         size = int(np.prod(shape3))
-        np.testing.assert_allclose(
-            values[offset : offset + size], w.values.reshape(-1).astype(np.float32), atol=5e-5
-        )
+        np.testing.assert_array_equal(values[offset : offset + size], w.values32.reshape(-1))
         offset += size
     assert offset == values.size
     # A layer without this step is "missing"; so is the corrupt tag, which has only the last.

@@ -324,33 +324,6 @@ def test_scalar_summaries_per_layer(routes, logged):
     assert not routes["nested"].provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
 
 
-def test_reused_heatmap_figures_draw_what_attention_png_draws():
-    from keras_seqattn.heatmap_images import HeatmapImages
-    from keras_seqattn.plotting import attention_png
-
-    def pixels(png):
-        return tf.io.decode_png(png).numpy()
-
-    rng = np.random.default_rng(0)
-    inputs, queries = list("abcdef"), list("xyz")
-    for shape in ((3, 6), (2, 3, 6)):
-        images = HeatmapImages()
-        weights = rng.random(shape)
-        weights /= weights.sum(axis=-1, keepdims=True)
-        # The first draw, then the same values moved around (same colour bar ticks, so
-        # the layout it keeps is the one a fresh figure gets), then much flatter weights
-        # (longer tick labels such as "0.1670": the layout is solved again).
-        flatter = 1 / 6 + (weights - 1 / 6) / 1000
-        for step, matrix in enumerate((weights, weights[..., ::-1], flatter)):
-            title = f"layer/0  step {step}"
-            reused = images.rgb("layer/0", matrix, inputs, queries, title=title)
-            fresh = pixels(attention_png(matrix, inputs, queries, title=title))[..., :3]
-            assert reused.shape == fresh.shape
-            # Equal but for anti-aliasing at sub-pixel offsets of the layout solver.
-            differs = np.abs(reused.astype(int) - fresh.astype(int)).max(axis=-1)
-            assert (differs > 0).mean() < 1e-3 and differs.max() <= 16, (shape, step)
-
-
 def _context():
     from tensorboard import context
 

@@ -207,9 +207,14 @@ def canvas_pixels(frame, canvas: str = "heatmap") -> str:
     return frame.locator(f"#{canvas}").evaluate("c => c.toDataURL()")
 
 
+def stored(values):
+    """Weights in [0, 1] as stored (format version 2): rounded to 4 decimals."""
+    return np.rint(np.asarray(values, dtype=np.float64) * 10_000) / 10_000
+
+
 def as_stored(value: float) -> str:
-    """A weight as the tab prints it: the stored float16, 4 decimals."""
-    return f"{float(np.float16(value)):.4f}"
+    """A weight as the tab prints it: the stored value, 4 decimals."""
+    return f"{float(stored(value)):.4f}"
 
 
 def test_tab_paints_latest_step_with_its_labels(page, servers):
@@ -330,7 +335,7 @@ def test_compare_shows_both_steps_and_their_difference(page, servers):
     assert blue > red + 30  # a lighter blue: the drop is smaller than the rise
     hover_cell(page, frame, *HIGH, canvas="heatmap-diff")
     text = frame.locator("#tooltip").text_content()
-    assert f"+{float(np.float16(0.91)) - float(np.float16(0.2)):.4f}" in text
+    assert f"+{float(stored(0.91)) - float(stored(0.2)):.4f}" in text
 
 
 def test_export_png_and_csv(page, servers):
@@ -351,7 +356,7 @@ def test_export_png_and_csv(page, servers):
     assert [row[0] for row in rows[1:]] == QUERIES_20
     np.testing.assert_allclose(
         [[float(v) for v in row[1:]] for row in rows[1:]],
-        WEIGHTS_20.astype(np.float16),
+        stored(WEIGHTS_20),
         rtol=1e-5,
     )
 

@@ -97,6 +97,36 @@ STEPS = [
         False,
     ),
     (
+        "attention_summary through an EventFileWriter, read back",
+        """
+        import os
+        from keras_seqattn import attention_summary, read_attention_logs
+        from tb_plugin.summary import event_file_writer
+        LOGS = os.path.join(os.path.dirname(PATH), "logs")
+        writer = event_file_writer(os.path.join(LOGS, "direct"))
+        assert attention_summary("a/0", np.full((2, 3), 1 / 3), step=1, writer=writer)
+        writer.close()
+        assert [r.tag for r in read_attention_logs(LOGS)] == ["a/0"]
+        """,
+        False,
+    ),
+    (
+        "the logger's writer: attention, heatmap images, scalars",
+        """
+        from types import SimpleNamespace
+        from keras_seqattn.summary_writing import SummaryWriting
+        writing = SummaryWriting(os.path.join(LOGS, "attention"))
+        matrix = SimpleNamespace(
+            tag="layer/0", weights=np.full((2, 2, 3), 1 / 3), input_labels=list("abc"),
+            query_labels=list("xy"), description="",
+        )
+        writing.write_point(0, [matrix], {"layer": (1.0, 0.5)})
+        writing.finish()
+        assert [r.run for r in read_attention_logs(LOGS)] == ["attention", "direct"]
+        """,
+        False,
+    ),
+    (
         "save and load a .keras file",
         """
         model.save(PATH)

@@ -52,8 +52,12 @@ def test_long_sequences_thin_their_labels():
     "weights, kwargs, pattern",
     [
         (np.zeros((2, 3, 4, 5)), {}, r"`weights` must be one example's"),
-        (np.zeros((2, 3)), {"input_labels": ["a"]}, r"`input_labels` must have 3 labels.*got 1"),
-        (np.zeros((2, 3)), {"query_labels": "ab"}, r"`query_labels` must be a sequence"),
+        (np.zeros((2, 3)), {"input_labels": ["a"]}, r"input_labels: expected 3 labels.*got 1"),
+        (
+            np.zeros((2, 3)),
+            {"query_labels": "ab"},
+            r"query_labels: expected a sequence of 2 strings.*single str",
+        ),
         (np.zeros((2, 2, 3)), {"head": 2}, r"`head` must be in \[0, 2\)"),
     ],
 )

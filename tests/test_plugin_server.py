@@ -106,7 +106,7 @@ def test_matrix_binary_and_csv(server, logs):
             header, values = parse_binary(body)
             assert header["input_labels"] == w.input_labels
             assert header["query_labels"] == w.query_labels
-            np.testing.assert_array_equal(values, w.values.astype(np.float32))
+            np.testing.assert_array_equal(values, w.values32)
             status, body, headers = server.get(
                 _url("matrix", run="train", tag=tag, step=w.step, format="csv")
             )

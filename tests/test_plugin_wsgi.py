@@ -31,7 +31,7 @@ from tensorboard.backend.event_processing import data_provider, plugin_event_mul
 from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
-from tb_plugin import plugin
+from tb_plugin import codec, plugin, responses
 from tb_plugin.plugin import AttentionPlugin
 
 PREFIX = "/data/plugin/attention/"
@@ -134,7 +134,7 @@ def test_default_sampling_keeps_ten_steps_and_the_latest(provider, logs):
     assert len(_json(client, "steps", run="train", tag="long/0")) == 3
 
 
-def test_matrix_json_returns_exact_float16_values_and_per_step_labels(client, logs):
+def test_matrix_json_returns_the_exact_stored_values_and_per_step_labels(client, logs):
     for run, tags in logs.written.items():
         for tag, written in tags.items():
             walls = {s["step"]: s["wall_time"] for s in _json(client, "steps", run=run, tag=tag)}
@@ -156,7 +156,7 @@ def test_matrix_without_step_is_the_latest(client, logs):
     latest = logs.written["train"]["encoder/attn/0"][-1]
     got = _json(client, "matrix", run="train", tag="encoder/attn/0")
     assert got["step"] == latest.step == 10
-    assert got["values"] == latest.values.astype(float).tolist()
+    assert got["values"] == latest.values.tolist()
 
 
 def test_heads_are_kept(client, logs):
@@ -179,7 +179,7 @@ def test_matrix_binary_layout(client, logs):
             assert {k: v for k, v in header.items() if k != "wall_time"} == expected
             assert isinstance(header["wall_time"], float)
             assert values.dtype == np.float32
-            np.testing.assert_array_equal(values, w.values.astype(np.float32))
+            np.testing.assert_array_equal(values, w.values32)
 
 
 def test_matrix_csv_export(client, logs):
@@ -247,7 +247,7 @@ def test_overview_of_other_runs_uses_the_same_tag_rule(client, logs):
     assert sorted(e["tag"] for e in described["errors"]) == sorted(HIDDEN_TAGS)
     long0 = described["layers"][-1]
     np.testing.assert_array_equal(
-        values[long0["offset"] :], logs.written["train"]["long/0"][0].values.reshape(-1)
+        values[long0["offset"] :], logs.written["train"]["long/0"][0].values32.reshape(-1)
     )
 
 
@@ -282,6 +282,45 @@ def test_the_tab_is_active_for_attention_data_only(tmp_path):
     client = _client(provider, str(tmp_path))
     listing = json.loads(client.get("/data/plugins_listing").get_data())
     assert listing["attention"]["enabled"] is False
+
+
+# -- hostile data: a bad tag never hides the good ones ------------------------------------
+
+
+def test_a_tag_of_unknown_version_is_refused_alike_by_every_route(client):
+    assert "future/0" not in _json(client, "tags")["train"]
+    for route, params in (
+        ("steps", {}),
+        ("matrix", {}),
+        ("matrix", {"step": 0}),
+        ("matrix", {"step": 0, "format": "binary"}),
+    ):
+        response = _get(client, route, run="train", tag="future/0", **params)
+        assert response.status_code == 404, (route, params)
+        assert "version 99 is newer" in json.loads(response.get_data())["error"]
+    described, _ = _overview(client, run="train", example="0", step=0)
+    assert {e["tag"]: e["error"] for e in described["errors"]}["future/0"].startswith(
+        "format version 99 is newer"
+    )
+
+
+def test_stored_garbage_is_unreadable_data_not_a_failed_request(client):
+    for tag, words in (
+        ("surrogate/0", "not valid Unicode"),
+        ("corrupt/0", "not UTF-8 JSON"),
+        ("oneblob/0", "expected 2 blobs"),
+    ):
+        response = _get(client, "matrix", run="train", tag=tag)
+        assert response.status_code == 404
+        error = json.loads(response.get_data())["error"]
+        assert error.startswith("no readable attention data for run 'train'"), error
+        assert words in error
+
+
+def test_a_deeply_nested_header_leaves_every_other_tag_listed(client):
+    tags = _json(client, "tags")
+    assert "broken/0" not in tags["model"]
+    assert sorted(tags["model"]) == VISIBLE_TAGS["model"]
 
 
 # -- static files ------------------------------------------------------------------------
@@ -356,6 +395,11 @@ BAD_REQUESTS = [
     ("matrix?run=train&tag=corrupt/0", 404),
     ("matrix?run=train&tag=oneblob/0", 404),
     ("matrix?run=train&tag=corrupt/0&format=binary", 404),
+    ("matrix?run=train&tag=surrogate/0", 404),
+    ("matrix?run=train&tag=surrogate/0&format=csv", 404),
+    ("steps?run=train&tag=future/0", 404),
+    ("matrix?run=train&tag=future/0&step=0", 404),
+    ("steps?run=model&tag=newer/0", 404),
     ("matrix?run=../../../../etc/passwd&tag=../tb_plugin/plugin.py", 404),
     ("../../etc/passwd", 404),
     ("%2e%2e/%2e%2e/%2e%2e/etc/passwd", 404),
@@ -429,15 +473,22 @@ def test_an_unexpected_failure_in_the_data_provider_is_a_json_4xx(logs):
         assert "disk on fire" in json.loads(response.get_data())["error"]
 
 
-def test_json_and_csv_texts_match_json_dumps_for_every_float16():
-    every = np.arange(1 << 16, dtype=np.uint16).view("<f2")
-    every = every[np.isfinite(every)].reshape(62, 1024)
-    widened = every.astype(np.float64).tolist()
-    assert plugin._values_json(every) == json.dumps(widened, separators=(",", ":"))
-    heads = every.reshape(2, 31, 1024)
-    assert json.loads(plugin._values_json(heads)) == heads.astype(np.float64).tolist()
-    csv_texts = plugin._float16_texts("csv")[every.view("<u2")]
-    assert csv_texts[3, 5] == format(float(every[3, 5]), ".6g")
+def test_json_and_csv_texts_match_json_dumps_for_every_stored_value():
+    every = np.arange(1 << 16, dtype=np.uint16)
+    every = every[np.isfinite(every.view("<f2"))].reshape(62, 1024)
+    decimals = np.arange(10_001, dtype=np.uint16).reshape(73, 137)
+    for kind, codes in (("float16", every), ("decimal4", decimals)):
+        values = codec.Values(kind, codes)
+        numbers = values.float64()
+        assert responses.values_json(values) == json.dumps(numbers.tolist(), separators=(",", ":"))
+        heads = codec.Values(kind, codes[:72].reshape(2, -1, codes.shape[-1]))
+        assert json.loads(responses.values_json(heads)) == heads.float64().tolist()
+        csv_texts = np.take(responses.value_texts(kind, "csv"), codes)
+        assert csv_texts[3, 5] == format(float(numbers[3, 5]), ".6g")
+    # A decimal weight prints as its 4 decimals: what the tooltip shows is what was written.
+    assert responses.values_json(codec.Values("decimal4", np.array([[1235, 10000]]))) == (
+        "[[0.1235,1.0]]"
+    )
 
 
 # -- remembered listings -----------------------------------------------------------------
