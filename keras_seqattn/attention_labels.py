@@ -72,7 +72,7 @@ def resolve(labels: Labels, probe, count: int, name: str) -> list[list[str]] | N
                     f"`{name}`: the callable failed on probe example {b}: "
                     f"{type(err).__name__}: {err}"
                 ) from err
-            resolved.append(check_tokens(tokens, f"{name}(probe example {b})"))
+            resolved.append(check_tokens(tokens, f"{name}(probe example {b})", b))
         return resolved
     if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
         raise TypeError(
@@ -84,10 +84,10 @@ def resolve(labels: Labels, probe, count: int, name: str) -> list[list[str]] | N
             f"`{name}` must hold one list of tokens per probe example: the probe has "
             f"{count} example(s), `{name}` has {len(labels)}."
         )
-    return [check_tokens(tokens, f"{name}[{b}]") for b, tokens in enumerate(labels)]
+    return [check_tokens(tokens, f"{name}[{b}]", b) for b, tokens in enumerate(labels)]
 
 
-def check_tokens(tokens, where: str) -> list[str]:
+def check_tokens(tokens, where: str, example: int) -> list[str]:
     if isinstance(tokens, (str, bytes)) or not isinstance(tokens, (Sequence, np.ndarray)):
         raise TypeError(
             f"`{where}`: expected a sequence of token strings, one per position; got "
@@ -105,7 +105,10 @@ def check_tokens(tokens, where: str) -> list[str]:
         out.append(str(token))
     # The project's one label policy (encodable text, bounded length), as the writer
     # and the plugin apply it: refused here, before training, rather than when writing.
-    return list(check_labels(out, None, f"`{where}`"))
+    try:
+        return list(check_labels(out, None, f"`{where}`"))
+    except ValueError as err:
+        raise ValueError(f"{err} (probe example {example})") from None
 
 
 def leaf_keys(probe) -> list[tuple]:
