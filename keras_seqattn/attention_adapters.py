@@ -6,7 +6,7 @@ arguments hold its queries and its inputs (for Keras masks, self-attention and l
 model input), and which hold masks of its queries, of its inputs, or an attention mask
 (for trimming padding, see `attention_spans`). Built in:
 
-* `SequenceAttention` (`inputs`, `query`, `inputs_mask`, `query_mask`, `mask=[...]`);
+* `SequenceAttention` (`inputs`, `query`, `value`, their masks, `mask=[...]`);
 * `keras.layers.MultiHeadAttention` and its subclasses (KerasHub's
   `CachedMultiHeadAttention`), `keras.layers.GroupQueryAttention` (weights per query
   head): `query`, `value`/`key`, their masks and `attention_mask`;
@@ -146,7 +146,12 @@ class SequenceAttentionAdapter(AttentionAdapter):
         return [arguments.get("query_mask"), _item(arguments.get("mask"), 1)]
 
     def input_masks(self, arguments):
-        return [arguments.get("inputs_mask"), _item(arguments.get("mask"), 0)]
+        # `value` (when given) has the inputs' positions: its Keras mask marks them too.
+        return [
+            arguments.get("inputs_mask"),
+            _item(arguments.get("mask"), 0),
+            arguments.get("value_mask"),
+        ]
 
     def attention_mask(self, arguments):
         return None
