@@ -20,6 +20,16 @@ Cases:
   step with unknown time axes, as a ragged batch necessarily is, to tell that cost apart
   from the ragged conversions.
 
+- "multi-head": SequenceAttention("dot", multi_head=True, score_rescaling="dim_sqrt") on
+  projected (batch, time, heads, head size) query, key and value tensors (8 heads of 8,
+  so d = 64 in all) vs the attention core of keras.layers.MultiHeadAttention on the same
+  tensors (its `_compute_attention`, what `call` runs between its projections), the
+  gradient taken with respect to query, key and value. Two peers: the core as `call` runs
+  it when no scores are asked for (`ops.dot_product_attention`, a fused kernel where the
+  backend has one), and the core asked for its scores (the explicit einsum-softmax-einsum
+  path, the work ours does, since ours always forms the weights); "multi-head, masked"
+  adds padding masks (peer: the equivalent (batch, m, n) attention_mask).
+
 The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
 
 Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit]
@@ -226,6 +236,61 @@ def make_cases(jit, rng):
     return cases
 
 
+HEADS, HEAD_SIZE = 8, D // 8
+
+
+def multi_head_cases(jit, rng):
+    """Ours with heads vs the attention inside keras.layers.MultiHeadAttention."""
+    shape = (BATCH, N, HEADS, HEAD_SIZE)
+    key, value = (tf.constant(rng.standard_normal(shape), "float32") for _ in range(2))
+    query = tf.constant(rng.standard_normal((BATCH, M, HEADS, HEAD_SIZE)), "float32")
+    layer = SequenceAttention("dot", multi_head=True, score_rescaling="dim_sqrt")
+    mha = keras.layers.MultiHeadAttention(HEADS, HEAD_SIZE)
+    mha.build((None, None, D), (None, None, D))
+
+    def step(forward):
+        def run(k, q, v, *masks):
+            with tf.GradientTape() as tape:
+                tape.watch([k, q, v])
+                loss = tf.reduce_sum(forward(k, q, v, *masks))
+            return tape.gradient(loss, [k, q, v])
+
+        return tf.function(run, jit_compile=jit)
+
+    def ours_forward(k, q, v, *masks):
+        return layer(k, q, v, mask=list(masks) if masks else None)
+
+    def core(with_scores):
+        def forward(k, q, v, *masks):
+            # Ours takes [inputs_mask, query_mask]; the core one (batch, m, n) mask.
+            attention_mask = masks[1][:, :, None] & masks[0][:, None, :] if masks else None
+            out, _ = mha._compute_attention(
+                q, k, v, attention_mask, training=True, return_attention_scores=with_scores
+            )
+            return out
+
+        return forward
+
+    in_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, N), maxlen=N)
+    q_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, M), maxlen=M)
+    ours_step = step(ours_forward)
+    cases = []
+    for name, masks in (("multi-head", ()), ("multi-head, masked", (in_mask, q_mask))):
+        for with_scores, label in ((True, "MHA core, scores"), (False, "MHA core, fused")):
+            cases.append(
+                Case(
+                    name + ("" if with_scores else " (info)"),
+                    TARGET if with_scores else None,
+                    ours_step,
+                    step(core(with_scores)),
+                    (key, query, value, *masks),
+                    (key, query, value, *masks),
+                    peer_label=label,
+                )
+            )
+    return cases
+
+
 def time_call(fn, args, inner):
     start = time.perf_counter()
     for _ in range(inner):
@@ -339,7 +404,8 @@ def main(argv=None):
     )
     rows = []
     for jit in (False,) if args.no_jit else (False, True):
-        cases = make_cases(jit, np.random.default_rng(args.seed))
+        rng = np.random.default_rng(args.seed)
+        cases = make_cases(jit, rng) + multi_head_cases(jit, rng)
         start = time.perf_counter()
         measure(cases, args.repeats, args.inner, args.warmup)
         label = f"jit={jit}"

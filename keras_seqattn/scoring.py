@@ -99,8 +99,7 @@ class DotScore(_PairScore):
         return ops.matmul(query, ops.transpose(inputs, (0, 2, 1)))
 
     def score_all_heads(self, inputs, query):
-        # The contraction of keras.layers.MultiHeadAttention's own dot product.
-        return ops.einsum("bnhd,bmhd->bhmn", inputs, query)
+        return _dot_heads(inputs, query)
 
 
 @saving.register_keras_serializable(package="keras_seqattn")
@@ -133,7 +132,7 @@ class BilinearScore(_PairScore):
 
     def score_all_heads(self, inputs, query):
         keys = ops.einsum("bnhe,hde->bnhd", inputs, ops.cast(self.kernel, inputs.dtype))
-        return ops.einsum("bnhd,bmhd->bhmn", keys, query)
+        return _dot_heads(keys, query)
 
     def score_all(self, inputs, query):
         # Project the n inputs once (B, n, d2), then one batched product with the queries.
@@ -207,6 +206,16 @@ class AdditiveScore(_PairScore):
         config["units"] = self.units
         config["kernel_initializer"] = initializers.serialize(self.kernel_initializer)
         return config
+
+
+def _dot_heads(keys, query):
+    """(B, n, h, d) keys and (B, m, h, d) queries -> dot products (B, h, m, n).
+
+    The query goes first: on TensorFlow, Keras maps this einsum to one batched matmul
+    whose result is already (B, h, m, n); keys first would transpose the (B, h, n, m)
+    result, the largest tensor of the layer, once more forward and backward.
+    """
+    return ops.einsum("bmhd,bnhd->bhmn", query, keys)
 
 
 def _per_head(initializer, heads):

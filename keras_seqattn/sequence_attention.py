@@ -495,7 +495,7 @@ class SequenceAttention(layers.Layer):
         if self.multi_head and visible is not None:
             visible = ops.expand_dims(visible, 1)  # the same for every head
         scores = self._rescale(scores, visible, n)
-        weights = self._softmax(scores, visible, query_mask)
+        weights, keep = self._softmax(scores, visible, query_mask)
         used = weights
         if training and self.dropout > 0:
             used = random.dropout(weights, self.dropout, seed=self.seed_generator)
@@ -505,8 +505,17 @@ class SequenceAttention(layers.Layer):
             outputs = ops.einsum("bhmn,bnhv->bmhv", used, value)
         else:
             outputs = ops.matmul(used, value)
+        if keep is not None:
+            # A zero weight row gives a zero output row: zero the (smaller) outputs, and
+            # the weights only when they are returned.
+            zero = ops.zeros((), outputs.dtype)
+            outputs = ops.where(
+                ops.transpose(keep, (0, 2, 1, 3)) if self.multi_head else keep, outputs, zero
+            )
         if not return_attention_scores:
             return outputs, None
+        if keep is not None:
+            weights = ops.where(keep, weights, ops.zeros((), weights.dtype))
         return outputs, ops.cast(weights, self.compute_dtype)
 
     @staticmethod
@@ -537,10 +546,12 @@ class SequenceAttention(layers.Layer):
         return inputs_mask, query_mask
 
     def _softmax(self, scores, visible, query_mask):
-        """Softmax over the visible inputs; rows that may see nothing give zeros.
+        """Softmax over the visible inputs, and the rows to keep (None: all).
 
         Scores (B, m, n), visible (B or 1, m or 1, n); with heads, a head axis after
-        the batch axis in both.
+        the batch axis in both. `keep` (B or 1, m or 1, 1) (with heads (B or 1, 1,
+        m or 1, 1)) is False at the rows that must be zeros: padded queries, and
+        queries that may see nothing. The caller zeroes them.
         """
         if visible is not None:
             # A finite floor instead of -inf, so that a row with nothing to see gives no
@@ -559,9 +570,7 @@ class SequenceAttention(layers.Layer):
             if self.multi_head:
                 q_keep = ops.expand_dims(q_keep, 1)
             keep = q_keep if keep is None else ops.logical_and(keep, q_keep)
-        if keep is None:
-            return weights
-        return ops.where(keep, weights, ops.zeros((), weights.dtype))
+        return weights, keep
 
     def compute_mask(self, inputs, previous_mask=None):
         # The output has one row per query: its mask is the query mask, which call()
