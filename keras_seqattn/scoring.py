@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from keras import initializers, layers, ops, saving
 
+from keras_seqattn.blocked import additive_scores
+
 SCORING_NAMES = ("bilinear", "dot", "additive")
 
 
@@ -98,6 +100,10 @@ class DotScore(_PairScore):
     def score_all(self, inputs, query):
         return ops.matmul(query, ops.transpose(inputs, (0, 2, 1)))
 
+    def fused_query(self, query):
+        """The query in input space: s = fused_query(q) . e (`keras_seqattn.fused`)."""
+        return query
+
     def score_all_heads(self, inputs, query):
         return _dot_heads(inputs, query)
 
@@ -138,6 +144,10 @@ class BilinearScore(_PairScore):
         # Project the n inputs once (B, n, d2), then one batched product with the queries.
         keys = ops.matmul(inputs, ops.transpose(ops.cast(self.kernel, inputs.dtype)))
         return ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+
+    def fused_query(self, query):
+        """The query in input space: q . (W e) = (q W) . e (`keras_seqattn.fused`)."""
+        return ops.matmul(query, ops.cast(self.kernel, query.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -190,16 +200,16 @@ class AdditiveScore(_PairScore):
         # Each input and each query is projected once; only the tanh is per pair.
         pe = ops.matmul(inputs, ops.cast(self.input_kernel, dtype))  # (B, n, u)
         pq = ops.matmul(query, ops.cast(self.query_kernel, dtype))  # (B, m, u)
-        hidden = ops.tanh(ops.expand_dims(pq, 2) + ops.expand_dims(pe, 1))  # (B, m, n, u)
-        return ops.sum(hidden * ops.cast(self.score_vector, dtype), axis=-1)
+        # Only the tanh is per pair; in blocks of units, so that no (B, m, n, u) tensor
+        # is ever held, forward or backward (see `blocked`).
+        return additive_scores(pq, pe, ops.cast(self.score_vector, dtype))
 
     def score_all_heads(self, inputs, query):
         dtype = inputs.dtype
         pe = ops.einsum("bnhd,hdu->bhnu", inputs, ops.cast(self.input_kernel, dtype))
         pq = ops.einsum("bmhd,hdu->bhmu", query, ops.cast(self.query_kernel, dtype))
-        hidden = ops.tanh(ops.expand_dims(pq, 3) + ops.expand_dims(pe, 2))  # (B, h, m, n, u)
-        v = ops.cast(self.score_vector, dtype)[None, :, None, None, :]
-        return ops.sum(hidden * v, axis=-1)
+        # In blocks of units, as score_all: no (B, h, m, n, u) tensor (see `blocked`).
+        return additive_scores(pq, pe, ops.cast(self.score_vector, dtype))
 
     def get_config(self):
         config = super().get_config()

@@ -9,7 +9,7 @@ import numpy as np
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
-from keras_seqattn import sequences
+from keras_seqattn import fused, sequences
 from keras_seqattn.runtime_checks import check_same_size
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net, score_custom_pairs
 from keras_seqattn.sequences import set_keras_mask
@@ -448,6 +448,7 @@ class SequenceAttention(layers.Layer):
                 return_attention_scores,
                 training,
                 value=value,
+                tile_options=self._tile_options(training),
             )
         query = check_same_size(
             query,
@@ -464,6 +465,22 @@ class SequenceAttention(layers.Layer):
         if not return_attention_scores:
             return outputs
         return outputs, weights
+
+    def _tile_options(self, training):
+        """What `keras_seqattn.ragged_tiles` needs to attend over tiles of real pairs, or
+        None where it cannot: dropout in training, several heads."""
+        if (training and self.dropout > 0) or self.multi_head:
+            return None
+        return {
+            "score_all": lambda e, q: self._score_all(
+                ops.cast(e, self.compute_dtype), ops.cast(q, self.compute_dtype)
+            ),
+            "causal": self.causal,
+            "window": self.window,
+            "score_rescaling": self.score_rescaling,
+            "input_dim": self._input_dim,
+            "compute_dtype": self.compute_dtype,
+        }
 
     def _attend(
         self,
@@ -482,6 +499,13 @@ class SequenceAttention(layers.Layer):
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
+        fuse = (
+            value is None
+            and not self.multi_head
+            and fused.can_fuse(
+                self.scoring, return_attention_scores, bool(training) and self.dropout > 0
+            )
+        )
         value = inputs if value is None else ops.cast(value, self.compute_dtype)
         # Padding holds anything (NaN, inf): zero it, so that it reaches neither the
         # scores nor the output, nor any gradient (weight 0 times NaN would be NaN).
@@ -490,6 +514,18 @@ class SequenceAttention(layers.Layer):
             value = _zero_padding(value, inputs_mask)
         if query_mask is not None:
             query = _zero_padding(query, query_mask)
+        if fuse:
+            # No weights needed: one fused kernel (cuDNN / flash attention on GPUs).
+            outputs = fused.attend(
+                self.scorer.fused_query(query),
+                inputs,
+                inputs_mask,
+                query_mask,
+                causal=self.causal,
+                window=self.window,
+                score_rescaling=self.score_rescaling,
+            )
+            return outputs, None
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
         if self.multi_head and visible is not None:
