@@ -99,7 +99,7 @@ DATA_PARALLEL = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {root!r})
     from keras_seqattn import AttentionLogger, read_attention_logs
-    from tests.test_logger_backends import _data, _model
+    from tests.test_logger_end_to_end import _data, _model
 
     devices = jax.devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
