@@ -45,6 +45,8 @@ _ALL_STEPS = 1 << 30
 MAX_REMEMBERED_STEPS = 100_000
 # How many decoded headers (of tags' latest steps) the plugin keeps.
 MAX_REMEMBERED_HEADERS = 10_000
+# How many decoded values (uint16 codes, 2 bytes each) the plugin keeps: 64 MiB.
+MAX_CACHED_CODES = 32 << 20
 # Most values one `overview` answer may hold (32 MiB of float32, e.g. 24 layers x 12
 # heads of 170 x 170); beyond it the answer is 413, so that one request's cost is bounded.
 MAX_OVERVIEW_VALUES = 1 << 23
@@ -141,11 +143,16 @@ def _parse_format(text: str | None) -> str:
     return text
 
 
-def _unreadable(run: str, tag: str, step: int, err: Exception) -> _RequestError:
+def _unreadable(run: str, tag: str, step: int, err: Exception | str) -> _RequestError:
     return _RequestError(
         404,
         f"no readable attention data for run {_shown(run)}, tag {_shown(tag)}, step {step}: {err}",
     )
+
+
+def _version_of(series) -> tuple[int, float]:
+    """What changes in a tag's listing when its data does."""
+    return (series.max_step, series.max_wall_time)
 
 
 def _version_problem(content: bytes) -> str | None:
@@ -195,7 +202,7 @@ def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
     with _readers_lock:
         if _readers is None:
             _readers = concurrent.futures.ThreadPoolExecutor(
-                max_workers=8, thread_name_prefix="attention-blob-reader"
+                max_workers=16, thread_name_prefix="attention-blob-reader"
             )
         return _readers
 
@@ -218,14 +225,24 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # Blob references of the steps seen in recent listings, {(experiment, run, tag):
         # {step: datum}}, so that `matrix` for a known step skips a listing round trip.
         self._known: dict[tuple[str, str, str], dict[int, Any]] = {}
+        # The listing's (max_step, max_wall_time) of each tag when its steps above were
+        # read: while the listing says the same, those steps are still what the loader
+        # holds, and `tags` and `overview` need not read them again (at 24 layers x 2
+        # examples x 500 steps, reading them takes seconds).
+        self._versions: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._known_lock = threading.Lock()
         # Decoded headers of the latest steps, by blob key (oldest first, bounded).
-        self._headers: dict[str, codec.Header | Exception] = {}
+        self._headers: dict[tuple[str, float], codec.Header | Exception] = {}
         # Why a tag cannot be read (None: it can), from its plugin content, which
         # TensorBoard takes from the tag's first event and never changes: (experiment,
         # run, tag) -> problem. Every route asks this before serving a tag.
         self._problems: dict[tuple[str, str, str], str | None] = {}
         self._budget = _ValueBudget(MAX_VALUES_IN_FLIGHT)
+        # Decoded values of recently served steps, {(blob key, wall time): codec.Values},
+        # oldest first, at most MAX_CACHED_CODES codes in all: moving back and forth
+        # between steps (the slider, the overview grid) then decodes each step once.
+        self._values: dict[tuple[str, float], codec.Values] = {}
+        self._values_codes = 0
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -269,9 +286,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
                     key = (experiment, run, tag)
                     self._known.pop(key, None)  # re-inserted: now the most recent
                     self._known[key] = {datum.step: datum for datum in series}
+                    self._versions.pop(key, None)
             total = sum(len(steps) for steps in self._known.values())
             while total > MAX_REMEMBERED_STEPS and len(self._known) > 1:
-                total -= len(self._known.pop(next(iter(self._known))))
+                key = next(iter(self._known))
+                total -= len(self._known.pop(key))
+                self._versions.pop(key, None)
 
     def _remembered(self, experiment: str, run: str, tag: str, step: int):
         with self._known_lock:
@@ -280,6 +300,35 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _forget(self, experiment: str, run: str, tag: str) -> None:
         with self._known_lock:
             self._known.pop((experiment, run, tag), None)
+            self._versions.pop((experiment, run, tag), None)
+
+    def _fresh_steps(
+        self, ctx, experiment: str, listed: dict[tuple[str, str], Any]
+    ) -> dict[tuple[str, str], dict[int, Any]]:
+        """{(run, tag): {step: datum}} (ascending) for listed tags; reads only changed ones.
+
+        Args:
+          listed: {(run, tag): BlobSequenceTimeSeries} from a listing made just before.
+        """
+        result, stale = {}, []
+        with self._known_lock:
+            for (run, tag), series in listed.items():
+                key = (experiment, run, tag)
+                steps = self._known.get(key)
+                if steps is not None and self._versions.get(key) == _version_of(series):
+                    result[(run, tag)] = steps
+                else:
+                    stale.append((run, tag))
+        if stale:
+            runs, tags = sorted({r for r, _ in stale}), sorted({t for _, t in stale})
+            data = self._read_sequences(ctx, experiment, provider.RunTagFilter(runs, tags))
+            with self._known_lock:
+                for run, tag in stale:
+                    series = data.get(run, {}).get(tag, [])
+                    result[(run, tag)] = {datum.step: datum for datum in series}
+                    if (experiment, run, tag) in self._known:
+                        self._versions[(experiment, run, tag)] = _version_of(listed[(run, tag)])
+        return result
 
     def _listing(self, ctx, experiment: str, run_tag_filter=None) -> dict[str, dict[str, Any]]:
         """{run: {tag: (BlobSequenceTimeSeries, problem or None)}}; remembers the problems."""
@@ -352,32 +401,86 @@ class AttentionPlugin(base_plugin.TBPlugin):
             return [read(key) for key in blob_keys]
         return list(_blob_readers().map(read, blob_keys))
 
-    def _decoded_headers(self, ctx, blob_keys: list[str]) -> list[codec.Header | Exception]:
-        """The decoded header of each blob key, or the error that prevented it.
+    def _decoded_headers(self, ctx, data: list) -> list[codec.Header | Exception]:
+        """The decoded header of each datum's step, or the error that prevented it.
 
-        A blob key names one step's immutable header, so decoded headers (and decoding
-        errors) are kept: a `tags` request (the tab asks every few seconds) then reads
-        only new steps, and `overview` reads only values. Whatever is wrong with a
-        header, the error is returned for that key alone.
+        Decoded headers (and decoding errors) are kept, by blob key and wall time (a step
+        rewritten after a restart has a new wall time): a `tags` request (the tab asks
+        every few seconds) then reads only new steps. Whatever is wrong with a header,
+        the error is returned for that step alone.
         """
+        keys = [(datum.values[0].blob_key, datum.wall_time) for datum in data]
         with self._known_lock:
-            cached = {key: self._headers[key] for key in blob_keys if key in self._headers}
-        missing = [key for key in blob_keys if key not in cached]
-        for key, blob in zip(missing, self._read_blobs(ctx, missing), strict=True):
-            if isinstance(blob, errors.NotFoundError):
-                cached[key] = blob  # gone for now; not remembered
-                continue
-            try:
-                if isinstance(blob, Exception):
-                    raise blob
-                cached[key] = codec.decode_header(blob)
-            except Exception as err:  # noqa: BLE001 - a bad tag must never hide the others
-                cached[key] = err
-            with self._known_lock:
-                self._headers[key] = cached[key]
-                while len(self._headers) > MAX_REMEMBERED_HEADERS:
-                    self._headers.pop(next(iter(self._headers)))
-        return [cached[key] for key in blob_keys]
+            cached = {key: self._headers[key] for key in keys if key in self._headers}
+        missing = [key for key in keys if key not in cached]
+        blobs = self._read_blobs(ctx, [blob_key for blob_key, _ in missing])
+        for key, blob in zip(missing, blobs, strict=True):
+            cached[key] = self._decode_header(key, blob)
+        return [cached[key] for key in keys]
+
+    def _decode_header(
+        self, key: tuple[str, float], blob: bytes | Exception
+    ) -> codec.Header | Exception:
+        if isinstance(blob, errors.NotFoundError):
+            return blob  # gone for now; not remembered
+        try:
+            if isinstance(blob, Exception):
+                raise blob
+            header: codec.Header | Exception = codec.decode_header(blob)
+        except Exception as err:  # noqa: BLE001 - a bad tag must never hide the others
+            header = err
+        with self._known_lock:
+            self._headers[key] = header
+            while len(self._headers) > MAX_REMEMBERED_HEADERS:
+                self._headers.pop(next(iter(self._headers)))
+        return header
+
+    def _load_steps(self, ctx, data: list) -> list[tuple[Any, Any]]:
+        """(header, values) of each datum (one step's two blob references).
+
+        All blobs that are not cached are read in one concurrent batch. Each of the pair is
+        the decoded object, or the exception that prevented it (so one bad tag never
+        fails the others); values come as a `codec.Values` when cached, else as the raw
+        blob, decoded by `_decode_values` under the values budget.
+        """
+        wanted: list[str] = []
+        with self._known_lock:
+            plans = []
+            for datum in data:
+                header_key, values_key = (ref.blob_key for ref in datum.values)
+                header = self._headers.get((header_key, datum.wall_time))
+                values = self._values.get((values_key, datum.wall_time))
+                if header is None:
+                    wanted.append(header_key)
+                if values is None:
+                    wanted.append(values_key)
+                plans.append((datum.wall_time, header_key, header, values_key, values))
+        blobs = dict(zip(wanted, self._read_blobs(ctx, wanted), strict=True))
+        result = []
+        for wall_time, header_key, header, values_key, values in plans:
+            if header is None:
+                header = self._decode_header((header_key, wall_time), blobs[header_key])
+            result.append((header, blobs[values_key] if values is None else values))
+        return result
+
+    def _decode_values(self, key: tuple[str, float], header: codec.Header, blob) -> codec.Values:
+        """Decodes a values blob (or returns it if already decoded) and caches it.
+
+        Raises:
+          codec.DecodeError, errors.NotFoundError: as the blob or the read came.
+        """
+        if isinstance(blob, codec.Values):
+            return blob
+        if isinstance(blob, Exception):
+            raise blob
+        values = codec.decode_values(header, blob)
+        with self._known_lock:
+            if key not in self._values:
+                self._values[key] = values
+                self._values_codes += values.codes.size
+            while self._values_codes > MAX_CACHED_CODES and self._values:
+                self._values_codes -= self._values.pop(next(iter(self._values))).codes.size
+        return values
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -385,20 +488,19 @@ class AttentionPlugin(base_plugin.TBPlugin):
     def _serve_tags(self, request):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        # The listing (descriptions, versions) and the step data are independent: with
-        # the Rust data server each is a gRPC round trip, so ask for both at once.
-        listing = _blob_readers().submit(self._listing, ctx, experiment)
-        data = self._read_sequences(ctx, experiment)
-        latest = []  # (run, tag, series, steps) whose latest header is to be read
-        for run, tags in listing.result().items():
+        listed = {}
+        for run, tags in self._listing(ctx, experiment).items():
             for tag, (series, problem) in tags.items():
                 if problem is not None:
                     logger.warning("attention: skipping run %r tag %r: %s", run, tag, problem)
-                    continue
-                steps = data.get(run, {}).get(tag)
-                if steps and len(steps[-1].values) == 2:
-                    latest.append((run, tag, series, steps))
-        headers = self._decoded_headers(ctx, [steps[-1].values[0].blob_key for *_, steps in latest])
+                else:
+                    listed[(run, tag)] = series
+        latest = []  # (run, tag, series, steps) whose latest header is to be read
+        for (run, tag), by_step in self._fresh_steps(ctx, experiment, listed).items():
+            steps = list(by_step.values())
+            if steps and len(steps[-1].values) == 2:
+                latest.append((run, tag, listed[(run, tag)], steps))
+        headers = self._decoded_headers(ctx, [steps[-1] for *_, steps in latest])
         result: dict[str, dict[str, Any]] = {}
         for (run, tag, series, steps), header in zip(latest, headers, strict=True):
             if isinstance(header, Exception):
@@ -438,23 +540,22 @@ class AttentionPlugin(base_plugin.TBPlugin):
         return datum
 
     def _read_matrix(self, ctx, run: str, tag: str, datum) -> tuple[codec.Header, Any]:
-        """Reads one step's two blobs (concurrently); 404 if undecodable.
-
-        Returns the header and the values blob, not yet decoded (see `_budget`).
+        """One step's header and values (cached, or the blob to decode); 404 if unreadable.
 
         Raises:
           errors.NotFoundError: when the data provider no longer has a blob.
         """
-        try:
-            if len(datum.values) != 2:
-                raise codec.DecodeError(f"expected 2 blobs per step, got {len(datum.values)}")
-            header_blob, values_blob = self._read_blobs(ctx, [ref.blob_key for ref in datum.values])
-            for blob in (header_blob, values_blob):
-                if isinstance(blob, Exception):
-                    raise blob
-            return codec.decode_header(header_blob), values_blob
-        except codec.DecodeError as err:
-            raise _unreadable(run, tag, datum.step, err) from err
+        if len(datum.values) != 2:
+            raise _unreadable(
+                run, tag, datum.step, f"expected 2 blobs per step, got {len(datum.values)}"
+            )
+        ((header, values),) = self._load_steps(ctx, [datum])
+        if isinstance(header, Exception) and not isinstance(header, errors.NotFoundError):
+            raise _unreadable(run, tag, datum.step, header)
+        for item in (header, values):
+            if isinstance(item, Exception):
+                raise item
+        return header, values
 
     @_json_errors
     def _serve_matrix(self, request):
@@ -478,7 +579,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         described = {"step": datum.step, "wall_time": datum.wall_time, **responses.describe(header)}
         with self._budget.reserve(header.size):
             try:
-                values = codec.decode_values(header, blob)
+                values = self._decode_values(
+                    (datum.values[1].blob_key, datum.wall_time), header, blob
+                )
             except codec.DecodeError as err:
                 raise _unreadable(run, tag, datum.step, err) from err
             if fmt == "binary":
@@ -526,11 +629,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         problems = [{"tag": tag, "error": p} for tag, (_, p) in candidates.items() if p]
         readable = {tag: series for tag, (series, p) in candidates.items() if p is None}
-        data = self._read_sequences(
-            ctx, experiment, provider.RunTagFilter(runs=[run], tags=list(readable))
-        ).get(run, {})
+        fresh = self._fresh_steps(ctx, experiment, {(run, tag): s for tag, s in readable.items()})
+        data = {tag: fresh[(run, tag)] for tag in readable}
         if step is None:
-            step = max((d.step for series in data.values() for d in series), default=None)
+            step = max((max(by_step) for by_step in data.values() if by_step), default=None)
         if step is None:
             raise _RequestError(
                 404,
@@ -539,7 +641,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         shown, missing = [], []
         for tag in sorted(readable):
-            datum = next((d for d in data.get(tag, ()) if d.step == step), None)
+            datum = data[tag].get(step)
             if datum is None:
                 missing.append(tag)
             elif len(datum.values) != 2:
@@ -554,14 +656,14 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"query parameter 'step': no step {step} for run {_shown(run)} and "
                 f"example {_shown(example)}",
             )
-        headers = self._decoded_headers(ctx, [d.values[0].blob_key for _, d in shown])
+        loaded = self._load_steps(ctx, [d for _, d in shown])
         layers = []
-        for (tag, datum), header in zip(shown, headers, strict=True):
+        for (tag, datum), (header, blob) in zip(shown, loaded, strict=True):
             if isinstance(header, Exception):
                 problems.append({"tag": tag, "error": str(header)})
             else:
-                layers.append((tag, datum, header))
-        total = sum(header.size for *_, header in layers)
+                layers.append((tag, datum, header, blob))
+        total = sum(header.size for *_, header, _ in layers)
         if total > MAX_OVERVIEW_VALUES:
             raise _RequestError(
                 413,
@@ -572,13 +674,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # The logger writes a step's layers in model order, so wall time gives that order.
         layers.sort(key=lambda layer: (layer[1].wall_time, layer[0]))
         with self._budget.reserve(total):
-            blobs = self._read_blobs(ctx, [d.values[1].blob_key for _, d, _ in layers])
             described, arrays, offset = [], [], 0
-            for (tag, datum, header), blob in zip(layers, blobs, strict=True):
+            for tag, datum, header, blob in layers:
+                key = (datum.values[1].blob_key, datum.wall_time)
                 try:
-                    if isinstance(blob, Exception):
-                        raise blob
-                    values = codec.decode_values(header, blob).float32()
+                    values = self._decode_values(key, header, blob).float32()
                 except Exception as err:  # noqa: BLE001 - one bad tag never fails the others
                     problems.append({"tag": tag, "error": f"{type(err).__name__}: {err}"})
                     continue

@@ -559,3 +559,41 @@ def test_a_step_dropped_by_the_loader_after_listing_is_looked_up_again(tmp_path)
             assert response.status_code == 404
             assert f"no step {step}" in json.loads(response.get_data())["error"]
     assert _json(client, "matrix", run="run", tag="t")["step"] == 39
+
+
+def test_tags_and_overview_read_the_steps_again_only_when_a_tag_changed(tmp_path):
+    import tensorflow as tf
+
+    from tb_plugin.summary import attention
+
+    logdir = str(tmp_path)
+    writer = tf.summary.create_file_writer(logdir + "/run")
+
+    def log(steps):
+        with writer.as_default():
+            for step in steps:
+                for layer in ("a", "b"):
+                    attention(f"{layer}/0", np.full((1, 2), 0.5), step=step)
+        writer.flush()
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    log(range(3))
+    multiplexer.Reload()
+    counting = CountingProvider(data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    client = _client(counting, logdir)
+    assert _json(client, "tags")["run"]["a/0"]["num_steps"] == 3
+    assert counting.listings == 1
+    for _ in range(2):
+        assert _json(client, "tags")["run"]["b/0"]["max_step"] == 2
+        described, _ = _overview(client, run="run", example="0")
+        assert described["step"] == 2 and len(described["layers"]) == 2
+    assert counting.listings == 1  # nothing changed: no step was read again
+    log(range(3, 5))
+    multiplexer.Reload()
+    writer.close()
+    tags = _json(client, "tags")["run"]
+    assert counting.listings == 2
+    assert (tags["a/0"]["num_steps"], tags["b/0"]["max_step"]) == (5, 4)
+    described, _ = _overview(client, run="run", example="0")
+    assert described["step"] == 4 and counting.listings == 2
