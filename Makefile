@@ -13,7 +13,7 @@ LOGDIR ?= runs
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser test demo lint bench clean
+.PHONY: install browser test demo lint bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ demo: install
 bench: install
 	$(PY) benchmarks/layer.py
 	$(PY) benchmarks/plugin.py
+
+# The README's pictures of the Attention tab: trains the date example and a small
+# transformer, serves their logs, photographs the tab in headless Chromium (docs/images/).
+screenshots: install browser
+	$(PY) docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -17,14 +17,31 @@ Both tabs share one renderer main thread with TensorBoard's own app, so both wai
 Also, in the attention tab: choosing a 1024 x 1024 matrix until it is painted (fetch, decode,
 draw), re-painting it from the cache, and the longest main-thread task meanwhile.
 
-Run: .venv/bin/python benchmarks/plugin_browser.py [--repeats 5]
-benchmarks/plugin.py calls main() too. Performance is printed, never asserted.
+The overview of a transformer (issue 10): a second logdir, run "transformer", written here
+like the logger writes it: 24 layers x 12 heads x 2 probe examples x 500 steps of 64 x 64
+self-attention matrices (about 2.2 GB; --transformer-steps and friends make it smaller), with
+each layer's mean_entropy scalar, beside a small run "a_small" that the tab opens first. One
+TensorBoard (Rust data server) serves it. Measured in the attention tab, in overview mode:
+- choosing the run "transformer" until its overview (288 thumbnails and 24 entropy lines)
+  is on screen (the animation frame after the paint), fresh page each time;
+- moving the step slider to a step not seen yet until the overview is repainted;
+- the renderer's JavaScript heap (after a forced garbage collection, through the DevTools
+  protocol) while scrubbing through every step in turn, every 50 steps, with the bytes the
+  tab's matrix cache holds: bounded means it levels off instead of growing with the steps.
+The targets of the issue: overview < 1.5 s, step move < 300 ms, bounded memory, and the
+first-paint ratio above <= 1.0.
+
+Run: .venv/bin/python benchmarks/plugin_browser.py [--repeats 5] [--transformer-steps 500]
+     [--transformer-logdir DIR (kept and reused: writing the full one takes ~8 minutes)]
+benchmarks/plugin.py calls main() too (without the transformer part). Performance is
+printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
@@ -252,9 +269,214 @@ def other_logdir(browser, logdir: str, repeats: int) -> None:
     print_first_paint(times)
 
 
-def main(logdir: str | None = None, repeats: int = 5) -> None:
+# ---- the overview of a transformer (issue 10) --------------------------------------------
+
+T_RUN = "transformer"
+T_FIRST_RUN = "a_small"  # opens first (runs are in natural order), so the transformer is chosen
+T_POOL = 8  # distinct matrices per layer and example (see write_transformer_logdir)
+
+
+def write_transformer_logdir(
+    logdir: str, layers: int, heads: int, examples: int, steps: int, size: int
+) -> None:
+    """Writes what AttentionLogger writes for a transformer (see the module docstring).
+
+    Each layer and example cycles through POOL distinct matrices, each encoded once by the
+    plugin's own codec and written as the attention summary writes it: encoding 24,000
+    summaries one by one would take most of an hour on a shared machine, and what is read
+    back (the bytes per step, the number of blobs) is the same.
+    """
+    import tensorflow as tf
+
+    from tb_plugin import codec, metadata
+    from tb_plugin.summary import attention
+
+    rng = np.random.default_rng(0)
+    tokens = [f"{WORDS[i % len(WORDS)]}{i // len(WORDS) or ''}" for i in range(size)]
+    writer = tf.summary.create_file_writer(os.path.join(logdir, T_FIRST_RUN))
+    with writer.as_default():
+        attention("small/0", attention_matrix(rng, 4, 4), step=0)
+    writer.close()
+    summary_metadata = metadata.create_summary_metadata()
+    pool: dict[tuple[int, int], list[tuple]] = {}
+    for layer in range(layers):
+        for example in range(examples):
+            entries = []
+            for k in range(T_POOL):
+                scores = (1 + k / 2) * rng.normal(size=(heads, size, size))
+                e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+                weights = e / e.sum(axis=-1, keepdims=True)
+                blobs = tf.constant(codec.encode(weights, tokens, tokens), dtype=tf.string)
+                entropy = float(-np.mean(np.sum(weights * np.log(weights), axis=-1)))
+                entries.append((blobs, entropy))
+            pool[layer, example] = entries
+    writer = tf.summary.create_file_writer(os.path.join(logdir, T_RUN))
+    with writer.as_default():
+        for step in range(steps):
+            k = (step * T_POOL) // steps  # sharper as training goes on
+            for example in range(examples):
+                for layer in range(layers):
+                    tf.summary.write(
+                        f"encoder/layer_{layer}/self_attention/{example}",
+                        pool[layer, example][k][0],
+                        step=step,
+                        metadata=summary_metadata,
+                    )
+            for layer in range(layers):
+                entropy = np.mean([pool[layer, e][k][1] for e in range(examples)])
+                tf.summary.scalar(
+                    f"encoder/layer_{layer}/self_attention/mean_entropy", entropy, step=step
+                )
+    writer.close()
+    with open(os.path.join(logdir, "COMPLETE"), "w") as f:
+        f.write(json.dumps([layers, heads, examples, steps, size]))
+
+
+# Runs in the plugin's frame: performs `action` (JS source of a function of the app's
+# controls), then waits until the overview has painted again and the next animation frame
+# (the one that shows it) starts; returns the milliseconds from before the action.
+_ACT_AND_PAINT = """async (_, [action, arg]) => {
+    const overview = document.getElementById('overview');
+    const before = Number(overview.dataset.paintCount || 0);
+    const t0 = performance.now();
+    (new Function('arg', action))(arg);
+    while (Number(overview.dataset.paintCount || 0) === before) {
+        await new Promise(r => setTimeout(r, 1));
+    }
+    await new Promise(r => requestAnimationFrame(r));
+    return performance.now() - t0;
+}"""
+_CHOOSE_RUN = """const s = document.getElementById('run-select');
+    s.value = arg; s.dispatchEvent(new Event('change'));"""
+_MOVE_STEP = """const s = document.getElementById('step-slider');
+    s.value = String(arg); s.dispatchEvent(new Event('input'));"""
+
+
+def open_overview_page(browser, url: str):
+    """A fresh page of the tab in overview mode, on the small first run; (context, frame)."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{url}#attention")
+    frame = page.frame_locator("iframe")
+    frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
+    frame.locator("#mode-overview").click()
+    frame.locator("#overview[data-painted]").wait_for(timeout=60_000)
+    return context, page, frame
+
+
+def transformer_overview(browser, url: str, repeats: int, steps: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {"choose run": [], "step move": [], "next step": []}
+    rng = np.random.default_rng(1)
+    for _ in range(repeats):
+        context, _, frame = open_overview_page(browser, url)
+        try:
+            root = frame.locator("#attention-root")
+            ms = root.evaluate(_ACT_AND_PAINT, [_CHOOSE_RUN, T_RUN])
+            assert frame.locator("#overview").get_attribute("data-cells") is not None
+            results["choose run"].append(ms)
+            # Random steps: the tab has not seen them (its neighbour prefetch does not help).
+            for index in rng.choice(steps - 1, size=min(5, steps - 1), replace=False):
+                results["step move"].append(root.evaluate(_ACT_AND_PAINT, [_MOVE_STEP, int(index)]))
+            # The next step, as the arrow key or playback moves: prefetched while the last
+            # one was shown (wait as long as a person looks at a step before moving on).
+            frame.locator("#step-slider").evaluate("() => new Promise(r => setTimeout(r, 1500))")
+            results["next step"].append(root.evaluate(_ACT_AND_PAINT, [_MOVE_STEP, int(index) + 1]))
+        finally:
+            context.close()
+    return results
+
+
+def transformer_scrub(browser, url: str, steps: int, every: int = 50) -> list[tuple]:
+    """(steps done, JS heap MB after GC, tab cache MB, ms of the last step) while scrubbing."""
+    context, page, frame = open_overview_page(browser, url)
+    try:
+        cdp = context.new_cdp_session(page)
+        root = frame.locator("#attention-root")
+        root.evaluate(_ACT_AND_PAINT, [_CHOOSE_RUN, T_RUN])
+
+        def sample(done: int, ms: float) -> tuple:
+            cdp.send("HeapProfiler.collectGarbage")
+            heap = cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
+            cache = root.evaluate("async () => (await import('./http.js')).cacheBytes()") / 2**20
+            return (done, heap, cache, ms)
+
+        samples = [sample(0, 0.0)]
+        for index in range(steps):
+            ms = root.evaluate(_ACT_AND_PAINT, [_MOVE_STEP, index])
+            if (index + 1) % every == 0 or index + 1 == steps:
+                samples.append(sample(index + 1, ms))
+        return samples
+    finally:
+        context.close()
+
+
+def transformer_main(browser, logdir: str | None, repeats: int, steps: int) -> None:
+    from tb_server import TensorBoardServer
+
+    layers, heads, examples, size = 24, 12, 2, 64
+    scratch = None
+    if logdir is None:
+        scratch = logdir = tempfile.mkdtemp(prefix="attention-transformer-bench-")
+    try:
+        marker = os.path.join(logdir, "COMPLETE")
+        wanted = [layers, heads, examples, steps, size]
+        if not os.path.exists(marker) or json.loads(open(marker).read()) != wanted:
+            shutil.rmtree(logdir, ignore_errors=True)
+            os.makedirs(logdir)
+            started = time.perf_counter()
+            write_transformer_logdir(logdir, layers, heads, examples, steps, size)
+            print(f"\nwrote the transformer logdir in {time.perf_counter() - started:.0f} s")
+        print(
+            f"\nOverview of run {T_RUN!r}: {layers} layers x {heads} heads x {examples} examples "
+            f"x {steps} steps of {size} x {size} (logdir {logdir})"
+        )
+        with TensorBoardServer(logdir, load_fast=True) as server:
+            tag = f"encoder/layer_{layers - 1}/self_attention/{examples - 1}"
+
+            def loaded() -> bool:
+                tags = server.get_json("data/plugin/attention/tags").get(T_RUN, {})
+                return tags.get(tag, {}).get("num_steps") == steps
+
+            started = time.perf_counter()
+            server.wait_until(loaded, timeout=1800)
+            took = time.perf_counter() - started
+            print(f"  TensorBoard (Rust data server) had it loaded after {took:.0f} s")
+            timing = transformer_overview(browser, server.url, repeats, steps)
+            scrub = transformer_scrub(browser, server.url, steps)
+        print(
+            "  choose the run -> overview painted: "
+            f"{statistics.median(timing['choose run']):6.0f} ms"
+            f"   (median of {len(timing['choose run'])}; target < 1500 ms; runs: "
+            f"{', '.join(f'{t:.0f}' for t in timing['choose run'])})"
+        )
+        print(
+            "  step move -> overview repainted:    "
+            f"{statistics.median(timing['step move']):6.0f} ms"
+            f"   (median of {len(timing['step move'])} unseen steps; target < 300 ms)"
+        )
+        print(
+            "  next step (prefetched) -> repainted: "
+            f"{statistics.median(timing['next step']):5.0f} ms"
+            f"   (median of {len(timing['next step'])})"
+        )
+        print("  scrubbing every step in turn (JS heap after a forced GC):")
+        print("    steps done   JS heap MB   tab cache MB   last step ms")
+        for done, heap, cache, ms in scrub:
+            print(f"    {done:10d}   {heap:10.1f}   {cache:12.1f}   {ms:12.0f}")
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(
+    logdir: str | None = None,
+    repeats: int = 5,
+    transformer_steps: int = 0,
+    transformer_logdir: str | None = None,
+) -> None:
     """Runs the comparison on this benchmark's own logdir (NOTES §3's workload); with
-    `logdir` (as benchmarks/plugin.py passes its own), also on that logdir."""
+    `logdir` (as benchmarks/plugin.py passes its own), also on that logdir; with
+    `transformer_steps`, the overview of a transformer of that many steps."""
     from browser import launch_chromium
     from tb_server import TensorBoardServer
 
@@ -304,6 +526,8 @@ def main(logdir: str | None = None, repeats: int = 5) -> None:
             )
             if logdir:
                 other_logdir(browser, logdir, repeats)
+            if transformer_steps:
+                transformer_main(browser, transformer_logdir, repeats, transformer_steps)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -312,5 +536,26 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--logdir", help="also compare the two tabs on this logdir")
+    parser.add_argument(
+        "--transformer-steps",
+        type=int,
+        default=500,
+        help="steps of the transformer logdir for the overview figures (0: skip them)",
+    )
+    parser.add_argument(
+        "--transformer-logdir",
+        help="where to keep the transformer logdir (reused when it matches; default: temporary)",
+    )
+    parser.add_argument(
+        "--only-transformer", action="store_true", help="skip the first-paint comparison"
+    )
     args = parser.parse_args()
-    main(args.logdir, args.repeats)
+    if args.only_transformer:
+        from browser import launch_chromium
+
+        with launch_chromium() as chromium:
+            transformer_main(
+                chromium, args.transformer_logdir, args.repeats, args.transformer_steps
+            )
+    else:
+        main(args.logdir, args.repeats, args.transformer_steps, args.transformer_logdir)

@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
 from keras_seqattn import sequences
+from keras_seqattn.runtime_checks import check_same_size
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net, score_custom_pairs
 from keras_seqattn.sequences import set_keras_mask
 
 RESCALINGS = (None, "length_sqrt", "dim_sqrt")
 
 
+# The largest causal window: positions are int32 on every backend, so a wider window
+# sees exactly what this one sees (use "causal" for no window at all).
+MAX_WINDOW = 2**31 - 1
+
+
 def _parse_mask_option(mask):
-    """`None | "causal" | ("causal", window)` -> `(causal, window)`."""
+    """`None | "causal" | ("causal", window)` -> `(causal, window)`.
+
+    The window may be any integral number (Python or NumPy int), 1 <= window <= 2**31 - 1.
+    """
     if mask is None:
         return False, None
     if isinstance(mask, str) and mask == "causal":
         return True, None
-    if (
-        isinstance(mask, (list, tuple))
-        and len(mask) == 2
-        and mask[0] == "causal"
-        and isinstance(mask[1], int)
-        and not isinstance(mask[1], bool)
-        and mask[1] >= 1
-    ):
-        return True, int(mask[1])
+    if isinstance(mask, (list, tuple)) and len(mask) == 2 and mask[0] == "causal":
+        window = mask[1]
+        if not isinstance(window, numbers.Integral) or isinstance(window, (bool, np.bool_)):
+            raise TypeError(
+                "The window of `mask=('causal', window)` must be an integer (int or a NumPy "
+                f"integer); got {type(window).__name__}: {window!r}."
+            )
+        if not 1 <= int(window) <= MAX_WINDOW:
+            raise ValueError(
+                "The window of `mask=('causal', window)` must be in [1, 2**31 - 1] (the "
+                f"number of inputs each query sees, itself included); got {int(window)}. "
+                "Use mask='causal' for no window."
+            )
+        return True, int(window)
     raise ValueError(
         "`mask` must be None, 'causal' or ('causal', window) with an integer window >= 1; "
         f"got {mask!r}. (Padding masks go to call(): layer(inputs, query, mask=[...]).)"
@@ -52,6 +67,13 @@ def _check_value_lengths(inputs, value) -> None:
             "`value` must have the batch size and length of `inputs`, position by position; "
             f"got inputs of shape {tuple(inputs.shape)} and value of shape {tuple(value.shape)}."
         )
+
+
+def _zero_padding(x, mask):
+    """`x` (batch, time, ...) with zeros where the (batch, time) `mask` is False."""
+    while len(mask.shape) < len(x.shape):
+        mask = ops.expand_dims(mask, -1)
+    return ops.where(mask, x, ops.zeros((), x.dtype))
 
 
 @saving.register_keras_serializable(package="keras_seqattn")
@@ -192,6 +214,22 @@ class SequenceAttention(layers.Layer):
         if value is not None:
             sequences.check_sequence(value, "value", rank)
             _check_value_lengths(inputs, value)
+        mask = kwargs.get("mask")
+        if isinstance(mask, (list, tuple)) and len(mask) == 2:
+            for index, (each, of) in enumerate(zip(mask, ("inputs", "query"), strict=True)):
+                if each is not None:
+                    sequences.check_mask_type(each, f"mask[{index}]", of)
+        if self.built:
+            for name, x, size in (
+                ("inputs", inputs, self._input_dim),
+                ("query", query, self._query_dim),
+            ):
+                if x.shape[-1] != size:
+                    raise ValueError(
+                        f"This SequenceAttention layer ({self.name!r}) was built for `{name}` "
+                        f"of feature size {size}; got shape {tuple(x.shape)}. A layer's "
+                        "weights fix its sizes: use a new layer for other sizes."
+                    )
         return super().__call__(inputs, query, *args, **kwargs)
 
     @property
@@ -267,6 +305,18 @@ class SequenceAttention(layers.Layer):
                 "batch of pairs of shape (None, d)."
             )
 
+    def _check_custom_scores(self, scores, pairs):
+        """A custom net declares its output shape when built; check what it really gives."""
+        shape = tuple(getattr(scores, "shape", ()))
+        message = (
+            f"The custom scoring net {self.scorer.name!r} must return one score per (input, "
+            f"query) pair: shape (pairs, 1) or (pairs,) for a batch of pairs; it returned "
+            f"shape {shape} for {pairs} pairs. Check its call() (and compute_output_shape)."
+        )
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+            raise ValueError(message)
+        return check_same_size(scores, ops.shape(scores)[0], pairs, message)
+
     @property
     def scoring_net(self) -> Model:
         """The scoring net as a Keras model, sharing its weights with this layer.
@@ -310,7 +360,8 @@ class SequenceAttention(layers.Layer):
         if self.multi_head:
             if self.scoring is None:
                 scores = score_custom_pairs(self.scorer, inputs, query, multi_head=True)
-                return ops.cast(scores, "float64" if scores.dtype == "float64" else "float32")
+                dtype = "float64" if sequences.dtype_name(scores) == "float64" else "float32"
+                return ops.cast(scores, dtype)
             score_dtype = "float64" if sequences.dtype_name(inputs) == "float64" else "float32"
             return self.scorer.score_all_heads(
                 ops.cast(inputs, score_dtype), ops.cast(query, score_dtype)
@@ -332,6 +383,7 @@ class SequenceAttention(layers.Layer):
                 "query": ops.reshape(pairs_q, (-1, self._query_dim)),
             }
         )
+        scores = self._check_custom_scores(scores, batch * m * n)
         scores = ops.reshape(scores, (batch, m, n))
         return ops.cast(
             scores, "float64" if sequences.dtype_name(scores) == "float64" else "float32"
@@ -381,9 +433,11 @@ class SequenceAttention(layers.Layer):
     ):
         # `inputs`, `query` and `value` were checked by __call__, before Keras built
         # the layer.
-        inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask)
+        inputs_mask, query_mask = self._merge_masks(inputs_mask, query_mask, mask, inputs, query)
         if value_mask is not None:  # padding of the values is padding of the inputs
-            inputs_mask = self._and(inputs_mask, sequences.check_mask(value_mask, "value_mask"))
+            inputs_mask = self._and(
+                inputs_mask, sequences.check_mask(value_mask, "value_mask", value, "value")
+            )
         if sequences.is_ragged(inputs) or sequences.is_ragged(query):
             return sequences.ragged_support().attend(
                 self._attend,
@@ -395,6 +449,12 @@ class SequenceAttention(layers.Layer):
                 training,
                 value=value,
             )
+        query = check_same_size(
+            query,
+            ops.shape(query)[0],
+            ops.shape(inputs)[0],
+            "`inputs` and `query` must have the same batch size; batches are not broadcast.",
+        )
         outputs, weights = self._attend(
             inputs, query, inputs_mask, query_mask, return_attention_scores, training, value
         )
@@ -423,6 +483,13 @@ class SequenceAttention(layers.Layer):
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
         value = inputs if value is None else ops.cast(value, self.compute_dtype)
+        # Padding holds anything (NaN, inf): zero it, so that it reaches neither the
+        # scores nor the output, nor any gradient (weight 0 times NaN would be NaN).
+        if inputs_mask is not None:
+            inputs = _zero_padding(inputs, inputs_mask)
+            value = _zero_padding(value, inputs_mask)
+        if query_mask is not None:
+            query = _zero_padding(query, query_mask)
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
         if self.multi_head and visible is not None:
@@ -446,7 +513,7 @@ class SequenceAttention(layers.Layer):
     def _and(a, b):
         return b if a is None else ops.logical_and(a, b)
 
-    def _merge_masks(self, inputs_mask, query_mask, mask):
+    def _merge_masks(self, inputs_mask, query_mask, mask, inputs, query):
         if mask is not None:
             if not isinstance(mask, (list, tuple)) or len(mask) != 2:
                 raise ValueError(
@@ -454,10 +521,19 @@ class SequenceAttention(layers.Layer):
                     f"None); got {type(mask).__name__}"
                     f"{' of length ' + str(len(mask)) if isinstance(mask, (list, tuple)) else ''}."
                 )
-            inputs_mask = self._and(inputs_mask, sequences.check_mask(mask[0], "mask[0]"))
-            query_mask = self._and(query_mask, sequences.check_mask(mask[1], "mask[1]"))
-        inputs_mask = sequences.check_mask(inputs_mask, "inputs_mask")
-        query_mask = sequences.check_mask(query_mask, "query_mask")
+            inputs_mask = self._and(
+                sequences.check_mask(inputs_mask, "the Keras mask of inputs", inputs, "inputs"),
+                sequences.check_mask(mask[0], "mask[0]", inputs, "inputs"),
+            )
+            query_mask = self._and(
+                sequences.check_mask(query_mask, "the Keras mask of query", query, "query"),
+                sequences.check_mask(mask[1], "mask[1]", query, "query"),
+            )
+            return inputs_mask, query_mask
+        inputs_mask = sequences.check_mask(
+            inputs_mask, "the Keras mask of inputs", inputs, "inputs"
+        )
+        query_mask = sequences.check_mask(query_mask, "the Keras mask of query", query, "query")
         return inputs_mask, query_mask
 
     def _softmax(self, scores, visible, query_mask):

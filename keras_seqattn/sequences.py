@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_seqattn.runtime_checks import check_same_size
 
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -61,7 +64,10 @@ def ragged_support(name: str | None = None, x=None):
 
 def dtype_name(x) -> str:
     """`x`'s dtype as Keras names it ("float32", "bool", ...) on every backend."""
-    return keras.backend.standardize_dtype(x.dtype)
+    try:
+        return keras.backend.standardize_dtype(x.dtype)
+    except (ValueError, TypeError):  # strings, objects: named as their library names them
+        return str(getattr(x.dtype, "name", x.dtype))
 
 
 _LAYOUTS = {3: "(batch, time, features)", 4: "(batch, time, heads, features)"}
@@ -106,13 +112,65 @@ def check_sequence(x, name: str, rank: int = 3) -> None:
         )
 
 
-def check_mask(mask, name: str):
-    """Validates one (batch, time) padding mask and returns it as a boolean tensor."""
+def check_mask_type(mask, name: str, sequence_name: str):
+    """The dtype part of `check_mask`, also run before Keras converts call arguments
+    (a NumPy string array would fail there with a message that names nothing).
+    Returns the mask (a NumPy array if it was a list) and its dtype name.
+    """
+    if is_ragged(mask):
+        raise TypeError(
+            f"`{name}` must be a dense boolean (batch, time) mask; got a ragged "
+            f"{type(mask).__name__}. A ragged `{sequence_name}` needs no mask: its row "
+            "lengths are its mask."
+        )
+    if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
+        mask = np.asarray(mask)
+    dtype = dtype_name(mask)
+    if dtype != "bool" and not dtype.startswith(("int", "uint")):
+        raise TypeError(
+            f"`{name}` must be a boolean (batch, time) mask, True where `{sequence_name}` "
+            f"has a vector (integer 0/1 is accepted too); got dtype {dtype}. For a float "
+            "mask m, pass m > 0.5."
+        )
+    return mask, dtype
+
+
+def check_mask(mask, name: str, sequence, sequence_name: str):
+    """Validates one padding mask of `sequence` and returns it as a boolean tensor.
+
+    A mask is boolean (True where the sequence has a vector) or integer 0/1 (nonzero
+    counts as True, as a tokenizer's `attention_mask`), of shape (batch, time) equal to
+    the sequence's first two axes. Floats are refused (is 0.2 visible?), and so are masks
+    that would broadcast, such as (batch, 1) or (1, time).
+    """
     if mask is None:
         return None
+    mask, dtype = check_mask_type(mask, name, sequence_name)
+    shape = tuple(mask.shape)
+    expected = tuple(sequence.shape[:2])
+    if len(shape) != 2:
+        raise ValueError(
+            f"`{name}` must have shape (batch, time) = {expected}, the first two axes of "
+            f"`{sequence_name}`; got shape {shape}."
+        )
+    for axis, (got, want) in enumerate(zip(shape, expected, strict=True)):
+        if got is not None and want is not None and got != want:
+            raise ValueError(
+                f"`{name}` must have shape (batch, time) = {expected}, the first two axes "
+                f"of `{sequence_name}`; got shape {shape} (axis {axis}: {got} != {want}). "
+                "Masks are not broadcast."
+            )
     mask = ops.convert_to_tensor(mask)
-    if len(mask.shape) != 2:
-        raise ValueError(f"`{name}` must have shape (batch, time); got shape {tuple(mask.shape)}.")
-    if dtype_name(mask) != "bool":
-        mask = ops.cast(mask, "bool")
+    if not is_ragged(sequence):
+        for axis, what in ((0, "batch"), (1, "time")):
+            if shape[axis] is None or expected[axis] is None:
+                mask = check_same_size(
+                    mask,
+                    ops.shape(mask)[axis],
+                    ops.shape(sequence)[axis],
+                    f"`{name}` must have the {what} size of `{sequence_name}` (axis {axis}); "
+                    "masks are not broadcast.",
+                )
+    if dtype != "bool":
+        mask = ops.not_equal(mask, ops.zeros((), mask.dtype))
     return mask

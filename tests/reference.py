@@ -9,7 +9,12 @@ head k's slices with head k's scoring function.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def score_fn_for(layer, head=None):
@@ -19,7 +24,7 @@ def score_fn_for(layer, head=None):
     """
 
     def weight(variable):
-        value = np.asarray(variable.numpy(), np.float64)
+        value = np.asarray(to_numpy(variable), np.float64)
         return value if head is None else value[head]
 
     if layer.scoring == "dot":

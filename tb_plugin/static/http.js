@@ -1,0 +1,91 @@
+// HTTP: the plugin's routes (README, "The HTTP API"), always by relative URL ("./tags") so that
+// the tab works under --path_prefix and behind proxies, and a bounded cache of decoded
+// matrices so that scrubbing the slider and playback do not refetch them.
+
+import { parseMatrixBinary, parseOverviewBinary } from "./matrix.js";
+
+// Decoded matrices and overviews kept, in bytes of their binary responses. Scrubbing 500
+// steps of an overview of 24 layers x 12 heads of 64 x 64 (4.7 MB a step) keeps the last ~40.
+export const CACHE_BYTES = 192 * 1024 * 1024;
+
+export function query(params) {
+  return Object.entries(params)
+    .filter(([, v]) => v !== undefined && v !== null)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join("&");
+}
+
+/** An Error carrying the route's JSON {"error"} message, else the status line. */
+async function failure(response) {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.error) message = String(body.error);
+  } catch {
+    // not JSON: keep the status line
+  }
+  const error = new Error(message);
+  error.status = response.status;
+  return error;
+}
+
+export async function getJson(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+const cache = new Map(); // key -> Promise<decoded>, in least-recently-used order
+let cachedBytes = 0;
+
+/** The cached promise of key, or a new one from load() (failed loads are not kept). */
+function cached(key, load) {
+  const hit = cache.get(key);
+  if (hit) {
+    cache.delete(key); // re-insert: most recently used
+    cache.set(key, hit);
+    return hit;
+  }
+  const promise = load().then((decoded) => {
+    cachedBytes += decoded.bytes;
+    while (cachedBytes > CACHE_BYTES && cache.size > 1) {
+      const [oldKey, oldPromise] = cache.entries().next().value;
+      cache.delete(oldKey);
+      oldPromise.then((m) => (cachedBytes -= m.bytes)).catch(() => {});
+    }
+    return decoded;
+  });
+  cache.set(key, promise);
+  promise.catch(() => cache.delete(key)); // a failed load may succeed later
+  return promise;
+}
+
+async function getBinary(url, parse) {
+  const response = await fetch(url);
+  if (!response.ok) throw await failure(response);
+  return parse(await response.arrayBuffer());
+}
+
+/** One run/tag/step matrix, decoded ({step, heads, rows, cols, values, labels}). */
+export function loadMatrix(run, tag, step) {
+  return cached(JSON.stringify(["matrix", run, tag, step]), () =>
+    getBinary(`./matrix?${query({ run, tag, step, format: "binary" })}`, parseMatrixBinary),
+  );
+}
+
+/** Every layer of one probe example at one step (the latest when step is null). */
+export function loadOverview(run, example, step) {
+  return cached(JSON.stringify(["overview", run, example, step]), () =>
+    getBinary(`./overview?${query({ run, example, step })}`, parseOverviewBinary),
+  );
+}
+
+/** {layer: [[step, mean entropy], ...]} of a run (the logger's <layer>/mean_entropy scalars). */
+export function loadEntropy(run) {
+  return getJson(`./entropy?${query({ run })}`);
+}
+
+/** How many bytes the cache holds now (for the memory benchmark). */
+export function cacheBytes() {
+  return cachedBytes;
+}
