@@ -14,15 +14,32 @@ Cases:
   query -> query) + keras.layers.AdditiveAttention() (value = the inputs).
 - "dot, masked": the same with padding masks on both sides (ours: mask=[...]; peer:
   mask=[query_mask, value_mask]), the form real models use.
-- "ragged, skewed": our layer ("bilinear", the default) on a ragged batch (inputs and
-  query) whose lengths are mostly short (8 to 32) with 1 in 8 of the full 128, vs the same
-  batch padded to 128 with masks (no ragged penalty). The "(info)" row traces the padded
-  step with unknown time axes, as a ragged batch necessarily is, to tell that cost apart
-  from the ragged conversions.
+- "ragged, <lengths>, <scoring>": our layer on a ragged batch (inputs and query, lengths
+  drawn independently) vs the same batch padded to its longest example with masks, on
+  four length distributions: "skewed" (mostly 8 to 32, 1 in 8 of the full 128; target
+  0.35, for "dot", "bilinear" and "additive"), "uniform" (100 to 128; target 1.05), "one
+  long" (8 to 32 and one of 128) and "all short" (8 to 32) (targets 1.0, "bilinear").
+
+- "multi-head": SequenceAttention("dot", multi_head=True, score_rescaling="dim_sqrt") on
+  projected (batch, time, heads, head size) query, key and value tensors (8 heads of 8,
+  so d = 64 in all) vs the attention core of keras.layers.MultiHeadAttention on the same
+  tensors (its `_compute_attention`, what `call` runs between its projections), the
+  gradient taken with respect to query, key and value. Two peers: the core as `call` runs
+  it when no scores are asked for (`ops.dot_product_attention`, a fused kernel where the
+  backend has one), and the core asked for its scores (the explicit einsum-softmax-einsum
+  path, the work ours does, since ours always forms the weights); "multi-head, masked"
+  adds padding masks (peer: the equivalent (batch, m, n) attention_mask).
 
 The jit_compile=True (XLA) pass has no ragged rows: XLA takes no ragged batch.
 
-Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit]
+Additive memory (`additive_memory`): peak memory of one forward + backward step of
+"additive" against its peer at batch 8, n = m = 1,024, units 64, where the peer's
+(batch, m, n, units) tensor is 2.1 GB. Each side runs alone in a fresh subprocess (so
+neither inherits the other's freed but retained memory): it traces the step, reads its
+resident set size (VmRSS), runs the step once, and reports the growth of its peak resident
+set size (ru_maxrss) over that. Target: ours at most a quarter of the peer's.
+
+Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit] [--no-memory]
 Performance is measured here and never asserted in a test; the exit status is 0.
 """
 
@@ -49,6 +66,9 @@ from keras_seqattn import SequenceAttention  # noqa: E402
 
 BATCH, N, M, D = 32, 128, 128, 64
 TARGET = 1.10
+# Additive memory case: the shape of the issue, and the target ratio of RSS growths.
+MEMORY_SHAPE = {"batch": 8, "n": 1024, "m": 1024, "units": 64}
+MEMORY_TARGET = 0.25
 
 
 @dataclass
@@ -148,12 +168,51 @@ def skewed_lengths(rng, batch, longest):
     return lengths
 
 
+# Length distributions of the ragged cases: name -> lengths(rng, batch, longest), and the
+# most ragged / padded may be (the issue's targets).
+LENGTHS = {
+    "skewed": (skewed_lengths, 0.35),
+    "uniform": (lambda rng, b, longest: rng.integers(100, longest + 1, size=b), 1.05),
+    "one long": (
+        lambda rng, b, longest: np.concatenate([rng.integers(8, 33, size=b - 1), [longest]]),
+        1.0,
+    ),
+    "all short": (lambda rng, b, longest: rng.integers(8, 33, size=b), 1.0),
+}
+
+
 def ragged_and_padded(rng, lengths, dim):
+    """The same batch ragged, and padded to its longest example with its mask."""
     values = rng.standard_normal((int(lengths.sum()), dim)).astype("float32")
     ragged = tf.RaggedTensor.from_row_lengths(values, lengths.astype("int64"))
-    padded = ragged.to_tensor(shape=(len(lengths), N, dim))
-    mask = tf.sequence_mask(lengths, maxlen=N)
+    padded = ragged.to_tensor()
+    mask = tf.sequence_mask(lengths, maxlen=int(lengths.max()))
     return ragged, padded, mask
+
+
+def ragged_cases(rng):
+    """Our layer on ragged batches against the same batches padded, with masks."""
+    cases = []
+    runs = [("skewed", scoring) for scoring in ("dot", "bilinear", "additive")]
+    runs += [(name, "bilinear") for name in ("uniform", "one long", "all short")]
+    for name, scoring in runs:
+        lengths, target = LENGTHS[name]
+        in_r, in_p, in_m = ragged_and_padded(rng, lengths(rng, BATCH, N), D)
+        q_r, q_p, q_m = ragged_and_padded(rng, lengths(rng, BATCH, M), D)
+        forward, weights = ours(scoring)
+        cases.append(
+            Case(
+                f"ragged, {name}, {scoring}",
+                target,
+                training_step(forward, weights, False),
+                training_step(forward, weights, False),
+                (in_r, q_r),
+                (in_p, q_p, in_m, q_m),
+                ours_label="ours ragged",
+                peer_label="ours padded+mask",
+            )
+        )
+    return cases
 
 
 def make_cases(jit, rng):
@@ -190,39 +249,120 @@ def make_cases(jit, rng):
         )
     )
     if not jit:  # XLA needs static shapes; a ragged batch has none.
-        in_r, in_p, in_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, N), D)
-        q_r, q_p, q_m = ragged_and_padded(rng, skewed_lengths(rng, BATCH, M), D)
-        forward, weights = ours("bilinear")
-        ragged_step = training_step(forward, weights, jit)
-        cases.append(
-            Case(
-                "ragged, skewed",
-                TARGET,
-                ragged_step,
-                training_step(forward, weights, jit),
-                (in_r, q_r),
-                (in_p, q_p, in_m, q_m),
-                ours_label="ours ragged",
-                peer_label="ours padded+mask",
-            )
+        cases += ragged_cases(rng)
+    return cases
+
+
+def _memory_child(side):
+    """In a fresh process: peak RSS growth (MiB) of one "additive" training step."""
+    import resource
+
+    batch, n, m, units = (MEMORY_SHAPE[k] for k in ("batch", "n", "m", "units"))
+    # The peer's Dense layers and our units both take the feature size; make it `units`.
+    global D
+    D = units
+    forward, weights = (ours if side == "ours" else peer)("additive")
+    step = training_step(forward, weights, jit=False)
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.standard_normal((batch, n, units)), "float32")
+    query = tf.constant(rng.standard_normal((batch, m, units)), "float32")
+    step.get_concrete_function(inputs, query)  # trace outside the measurement
+
+    with open("/proc/self/status") as status:
+        base_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+    start = time.perf_counter()
+    step(inputs, query)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"MEMORY {side} {(peak_kib - base_kib) / 1024:.1f} {seconds:.2f}")
+
+
+def additive_memory():
+    """Runs `_memory_child` for ours and the peer, one after the other; returns table rows."""
+    import subprocess
+
+    results = {}
+    for side in ("ours", "peer"):
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--memory-child", side],
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        # A ragged batch cannot tell the graph its padded length; a padded batch traced
-        # without its time axes (as Keras's fit() does once batch shapes vary) can't
-        # either. This row separates that cost from the ragged conversions.
-        unknown_time = [tf.TensorSpec([None, None, D])] * 2
-        unknown_time += [tf.TensorSpec([None, None], "bool")] * 2
-        cases.append(
-            Case(
-                "ragged, skewed (info)",
-                None,
-                ragged_step,
-                training_step(forward, weights, jit, signature=unknown_time),
-                (in_r, q_r),
-                (in_p, q_p, in_m, q_m),
-                ours_label="ours ragged",
-                peer_label="padded+mask, time axes unknown",
-            )
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("MEMORY ")), None)
+        if proc.returncode != 0 or line is None:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"memory subprocess ({side}) failed: {' | '.join(tail)}")
+        _, _, mib, seconds = line.split()
+        results[side] = (float(mib), float(seconds))
+    ratio = results["ours"][0] / results["peer"][0]
+    shape = "b{batch} n{n} m{m} u{units}".format(**MEMORY_SHAPE)
+    return [
+        (
+            f"additive memory ({shape}), peak RSS growth MiB",
+            "jit=False",
+            f"ours {results['ours'][0]:.0f} ({results['ours'][1]:.1f} s)",
+            f"2 Dense+AdditiveAttention {results['peer'][0]:.0f} ({results['peer'][1]:.1f} s)",
+            f"{ratio:.3f}",
+            "(one step each)",
+            f"<= {MEMORY_TARGET:.2f}",
+            "PASS" if ratio <= MEMORY_TARGET else "FAIL",
         )
+    ]
+
+
+HEADS, HEAD_SIZE = 8, D // 8
+
+
+def multi_head_cases(jit, rng):
+    """Ours with heads vs the attention inside keras.layers.MultiHeadAttention."""
+    shape = (BATCH, N, HEADS, HEAD_SIZE)
+    key, value = (tf.constant(rng.standard_normal(shape), "float32") for _ in range(2))
+    query = tf.constant(rng.standard_normal((BATCH, M, HEADS, HEAD_SIZE)), "float32")
+    layer = SequenceAttention("dot", multi_head=True, score_rescaling="dim_sqrt")
+    mha = keras.layers.MultiHeadAttention(HEADS, HEAD_SIZE)
+    mha.build((None, None, D), (None, None, D))
+
+    def step(forward):
+        def run(k, q, v, *masks):
+            with tf.GradientTape() as tape:
+                tape.watch([k, q, v])
+                loss = tf.reduce_sum(forward(k, q, v, *masks))
+            return tape.gradient(loss, [k, q, v])
+
+        return tf.function(run, jit_compile=jit)
+
+    def ours_forward(k, q, v, *masks):
+        return layer(k, q, v, mask=list(masks) if masks else None)
+
+    def core(with_scores):
+        def forward(k, q, v, *masks):
+            # Ours takes [inputs_mask, query_mask]; the core one (batch, m, n) mask.
+            attention_mask = masks[1][:, :, None] & masks[0][:, None, :] if masks else None
+            out, _ = mha._compute_attention(
+                q, k, v, attention_mask, training=True, return_attention_scores=with_scores
+            )
+            return out
+
+        return forward
+
+    in_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, N), maxlen=N)
+    q_mask = tf.sequence_mask(skewed_lengths(rng, BATCH, M), maxlen=M)
+    ours_step = step(ours_forward)
+    cases = []
+    for name, masks in (("multi-head", ()), ("multi-head, masked", (in_mask, q_mask))):
+        for with_scores, label in ((True, "MHA core, scores"), (False, "MHA core, fused")):
+            cases.append(
+                Case(
+                    name + ("" if with_scores else " (info)"),
+                    TARGET if with_scores else None,
+                    ours_step,
+                    step(core(with_scores)),
+                    (key, query, value, *masks),
+                    (key, query, value, *masks),
+                    peer_label=label,
+                )
+            )
     return cases
 
 
@@ -327,8 +467,15 @@ def main(argv=None):
     parser.add_argument(
         "--no-jit", action="store_true", help="skip the jit_compile=True (XLA) pass"
     )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the additive memory case (subprocesses)"
+    )
+    parser.add_argument("--memory-child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args.memory_child)
+        return 0
     if args.repeats < 2:
         parser.error("--repeats must be at least 2")
 
@@ -339,12 +486,17 @@ def main(argv=None):
     )
     rows = []
     for jit in (False,) if args.no_jit else (False, True):
-        cases = make_cases(jit, np.random.default_rng(args.seed))
+        rng = np.random.default_rng(args.seed)
+        cases = make_cases(jit, rng) + multi_head_cases(jit, rng)
         start = time.perf_counter()
         measure(cases, args.repeats, args.inner, args.warmup)
         label = f"jit={jit}"
         rows += report(cases, label)
         print(f"[{label}: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
+    if not args.no_memory:
+        start = time.perf_counter()
+        rows += additive_memory()
+        print(f"[additive memory: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
     print()
     print_table(rows)
     print()

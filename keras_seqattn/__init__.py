@@ -5,6 +5,7 @@ only, `keras_seqattn.ragged` is imported when a ragged tensor is seen, and
 `AttentionLogger` is imported on first access (module `__getattr__`, PEP 562).
 """
 
+from keras_seqattn.attention_adapters import AttentionAdapter, register_attention_adapter
 from keras_seqattn.plotting import plot_attention
 from keras_seqattn.scoring import AdditiveScore, BilinearScore, DotScore
 from keras_seqattn.sequence_attention import SequenceAttention
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdditiveScore",
+    "AttentionAdapter",
     "AttentionLogger",
     "BilinearScore",
     "DotScore",
@@ -22,6 +24,7 @@ __all__ = [
     "attention_summary",
     "plot_attention",
     "read_attention_logs",
+    "register_attention_adapter",
 ]
 
 

@@ -1,7 +1,9 @@
 """`AttentionLogger`: logs the attention of fixed probe examples to TensorBoard during `fit`.
 
 The weights come from a probe pass through the model (`attention_probe.ProbePass`: a
-`tf.function` of its own, in inference mode; the training step is not touched). Per
+compiled function of its own on TensorFlow and JAX, eager on PyTorch, in inference mode;
+the training step is not touched); which tokens label which axis is decided by
+`attention_labels`. Per
 logging point the logger writes, in the run `<log_dir>/attention`, the plugin's
 attention summaries, labelled heatmap images and entropy scalars.
 """
@@ -11,15 +13,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_seqattn.attention_probe import ProbePass, Target, find_attention_layers, kind_of
+from keras_seqattn import attention_labels
+from keras_seqattn.attention_labels import Labels
+from keras_seqattn.attention_probe import ProbePass, Target, adapter_of, find_attention_layers
+from keras_seqattn.attention_spans import is_ragged
 from keras_seqattn.summary_writing import SummaryWriting, is_chief
 
 logger = logging.getLogger(__name__)
@@ -29,19 +34,27 @@ logger = logging.getLogger(__name__)
 # writers never append to the same run.
 RUN_NAME = "attention"
 
-Labels = Sequence[Sequence[str]] | Callable[[Any], Sequence[str]] | None
-
 
 # --------------------------------------------------------------------------------------
-# Probe and labels
+# Probe
 # --------------------------------------------------------------------------------------
 
 
 def _to_tensor_leaf(x, path: str):
-    if isinstance(x, (tf.Tensor, tf.RaggedTensor, tf.SparseTensor)):
+    if is_ragged(x):
+        if keras.backend.backend() != "tensorflow":
+            raise TypeError(
+                f"`probe`{path}: a tf.RaggedTensor needs the TensorFlow backend (this is "
+                f"{keras.backend.backend()}); pad the probe and give the model a mask."
+            )
+        return x
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(x, tf.SparseTensor):
         return x
     try:
-        return tf.convert_to_tensor(np.asarray(x) if not hasattr(x, "numpy") else x)
+        if hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.ndarray):
+            return keras.ops.convert_to_tensor(x)
+        return keras.ops.convert_to_tensor(np.asarray(x))
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"`probe`{path}: expected an array, a tensor or a tf.RaggedTensor (a batch of "
@@ -56,7 +69,8 @@ def _prepare_probe(probe):
             "`probe` is required: the model input of a few fixed examples, e.g. x[:4], "
             "a list or dict of arrays, or a tf.RaggedTensor."
         )
-    if isinstance(probe, tf.data.Dataset):
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(probe, tf.data.Dataset):
         raise TypeError(
             "`probe` must be the model input itself (arrays, tensors, a list or dict of "
             "them), not a tf.data.Dataset; take a few examples, e.g. "
@@ -70,11 +84,14 @@ def _prepare_probe(probe):
     converted = [_to_tensor_leaf(x, p) for x, p in zip(leaves, paths, strict=True)]
     sizes = []
     for x, path in zip(converted, paths, strict=True):
-        if x.shape.rank is None or x.shape.rank == 0:
+        if len(x.shape) == 0:
             raise ValueError(
                 f"`probe`{path}: expected a batch of examples (rank >= 1); got a scalar."
             )
-        sizes.append(int(x.shape[0]) if x.shape[0] is not None else int(tf.shape(x)[0]))
+        size = x.shape[0]
+        if size is None:  # a ragged tensor of unknown row count
+            size = int(x.nrows())
+        sizes.append(int(size))
     if len(set(sizes)) != 1:
         listed = ", ".join(f"probe{p or ''}: {s}" for p, s in zip(paths, sizes, strict=True))
         raise ValueError(
@@ -85,74 +102,13 @@ def _prepare_probe(probe):
     return keras.tree.pack_sequence_as(probe, converted), sizes[0]
 
 
-def _example(probe, index: int):
-    """Example `index` of the probe, as numpy (a ragged row: only its own values)."""
-
-    def row(x):
-        value = x[index]
-        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-
-    return keras.tree.map_structure(row, probe)
-
-
-def _resolve_labels(labels: Labels, probe, count: int, name: str) -> list[list[str]] | None:
-    """Per-example label lists, from lists or a callable; checks their count and type."""
-    if labels is None:
+def _padded_length(x) -> int | None:
+    """The sequence length of a probe input (its second axis), None for non-sequences."""
+    if len(x.shape) < 2:
         return None
-    if callable(labels):
-        resolved = []
-        for b in range(count):
-            try:
-                tokens = labels(_example(probe, b))
-            except Exception as err:
-                raise ValueError(
-                    f"`{name}`: the callable failed on probe example {b}: "
-                    f"{type(err).__name__}: {err}"
-                ) from err
-            resolved.append(_check_tokens(tokens, f"{name}(probe example {b})"))
-        return resolved
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
-        raise TypeError(
-            f"`{name}` must be one list of token strings per probe example, or a callable "
-            f"mapping a probe example to its tokens; got {type(labels).__name__}."
-        )
-    if len(labels) != count:
-        raise ValueError(
-            f"`{name}` must hold one list of tokens per probe example: the probe has "
-            f"{count} example(s), `{name}` has {len(labels)}."
-        )
-    return [_check_tokens(tokens, f"{name}[{b}]") for b, tokens in enumerate(labels)]
-
-
-def _check_tokens(tokens, where: str) -> list[str]:
-    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, (Sequence, np.ndarray)):
-        raise TypeError(
-            f"`{where}`: expected a sequence of token strings, one per position; got "
-            f"{type(tokens).__name__}{' ' + repr(tokens[:40]) if isinstance(tokens, str) else ''}"
-            ". (For characters, pass list(text).)"
-        )
-    out = []
-    for i, token in enumerate(tokens):
-        if isinstance(token, bytes):
-            token = token.decode("utf-8", errors="replace")
-        if not isinstance(token, (str, np.str_)):
-            raise TypeError(
-                f"`{where}[{i}]`: expected a string token; got {type(token).__name__} {token!r}."
-            )
-        out.append(str(token))
-    return out
-
-
-def _pick_labels(length: int, own: list[str] | None, other: list[str] | None) -> list[str]:
-    """An axis's labels: its own list if it fits, else the other list if that fits.
-
-    The other list fits a self-attention layer: its queries are its inputs.
-    """
-    if own is not None and len(own) == length:
-        return own
-    if other is not None and len(other) == length:
-        return other
-    return [str(i) for i in range(length)]
+    if is_ragged(x):
+        return int(x.bounding_shape()[1])
+    return None if x.shape[1] is None else int(x.shape[1])
 
 
 # --------------------------------------------------------------------------------------
@@ -201,24 +157,29 @@ class AttentionLogger(keras.callbacks.Callback):
 
     At the start of training and then every `every_n_epochs` epochs (or every
     `every_n_steps` training steps), the probe runs through the model in inference
-    mode and, for every `SequenceAttention` layer (nested and subclassed models
-    included) and every Keras `MultiHeadAttention` layer, or the layers named in
-    `layers`, the logger writes to the run `<log_dir>/attention`:
+    mode and, for every attention layer the logger can read (nested and subclassed
+    models included: `SequenceAttention`, `keras.layers.MultiHeadAttention` and its
+    subclasses, `GroupQueryAttention`, `Attention`, `AdditiveAttention`, any layer
+    whose `call` takes `return_attention_scores`, and layers with a registered
+    `AttentionAdapter`), or the layers named in `layers`, the logger writes to the run
+    `<log_dir>/attention`:
 
-    * per probe example, an attention summary with tag `<layer name>/<example index>`
-      (rows: queries, columns: inputs, tokens on the axes; heads kept for
-      `MultiHeadAttention`) for TensorBoard's Attention tab;
+    * per probe example, an attention summary with tag `<layer path>/<example index>`
+      (rows: queries, columns: inputs, tokens on the axes; heads kept for multi-head
+      layers), trimmed to the example's real queries and inputs (see the README for
+      which masks show padding), for TensorBoard's Attention tab;
     * unless `images=False`, the same labelled heatmap as a stock image summary, tag
-      `<layer name>/<example index>/heatmap`, for the Images tab;
+      `<layer path>/<example index>/heatmap`, for the Images tab;
     * unless `scalars=False`, per layer the mean attention entropy in nats
-      (`<layer name>/mean_entropy`) and the mean largest weight
-      (`<layer name>/mean_max_weight`) over all probe queries, for the Scalars tab.
+      (`<layer path>/mean_entropy`) and the mean largest weight
+      (`<layer path>/mean_max_weight`) over the probe's real queries, for the Scalars tab.
 
-    The step of every summary is the training step (the optimizer's iteration count).
-    A layer called twice in one forward pass gets tags `<layer name>@2/...` for its
-    second call. The compiled training step is not touched (see the module docstring
-    for how, and for what the logger cannot reach). Under `tf.distribute`, only the
-    chief writes, once per logging point.
+    The layer path is its place inside nested models (`encoder/attention_1`), stable
+    across runs of the same code. The step of every summary is the training step (the
+    optimizer's iteration count). A layer called twice in one forward pass gets tags
+    `<layer path>@2/...` for its second call. The compiled training step is not touched
+    (see `attention_probe` for how, on each backend, and for what the logger cannot
+    reach). Under `tf.distribute`, only the chief writes, once per logging point.
 
     ```python
     logger = AttentionLogger("runs/demo", probe=x_train[:4],
@@ -226,24 +187,32 @@ class AttentionLogger(keras.callbacks.Callback):
     model.fit(x_train, y_train, epochs=5, callbacks=[logger])
     ```
 
+    Labels (see `attention_labels` for the whole policy): each of them is one list of
+    token strings per probe example, for the example's real positions (no padding), or a
+    callable mapping one probe example (numpy; a ragged row holds only its own values) to
+    that list.
+
     Args:
         log_dir: the TensorBoard log directory, as given to `keras.callbacks.TensorBoard`
             (the logger writes its own run below it, `<log_dir>/attention`).
         probe: the model input of a few fixed examples, in any form the model takes:
-            an array, a list or dict of arrays, tensors or tf.RaggedTensors. The same
-            examples at every logging point, so that steps compare.
-        input_labels: the input tokens of each probe example: one list of strings per
-            example, or a callable mapping one probe example (numpy; a ragged row holds
-            only its own values) to its list of tokens. Default: positions.
-        query_labels: the query tokens of each probe example, in the same forms.
-            A layer whose axis length does not match its own labels but matches the
-            other list (a self-attention layer's queries are its inputs) uses that one;
-            otherwise it is labelled with positions.
+            an array, a list or dict of arrays, tensors or (TensorFlow) tf.RaggedTensors.
+            The same examples at every logging point, so that steps compare.
+        input_labels: the input tokens of each probe example, for the inputs axis of
+            every layer (on a self-attention layer, its queries too). Default: positions.
+        query_labels: the query tokens of each probe example, for the queries axis.
+        labels: tokens per model input, `{input: labels}` keyed by the probe's dict keys,
+            a model input's name or its position (for a single-input model, the labels
+            themselves). The logger finds which model inputs each layer's queries and
+            inputs come from, so that an encoder-decoder model gets source tokens on
+            encoder axes and target tokens on decoder axes whatever their lengths.
+        layer_labels: per layer (name or path): `{"queries": labels, "inputs": labels}`,
+            where labels may also be a key of `labels` (that input's tokens). Overrides
+            the other two ways for that layer.
         every_n_epochs: log after every this many epochs (and at the start).
         every_n_steps: log every this many training steps instead of by epoch.
             Per-batch logging makes Keras wait for every batch's results.
-        layers: names (or "/"-joined paths inside nested models) of the attention
-            layers to log; default: all of them.
+        layers: names or paths of the attention layers to log; default: all of them.
         images: also write the heatmaps as image summaries: `plot_attention`'s
             picture (tokens on the axes, a colour bar), composed from a colour lookup
             table on a worker thread while training goes on (`heatmap_images`).
@@ -254,7 +223,9 @@ class AttentionLogger(keras.callbacks.Callback):
             disagree on the number of examples, or label lists whose count differs from
             the probe's; before the first training step (in `on_train_begin`) for a
             probe the model cannot take, a model without attention layers, unknown
-            `layers`, or labels whose lengths match no logged layer.
+            `layers` or `layer_labels` or `labels` keys, labels whose lengths do not fit
+            the axis they belong to, or labels that could belong to either sequence of
+            a layer with nothing to say which.
     """
 
     def __init__(
@@ -268,6 +239,8 @@ class AttentionLogger(keras.callbacks.Callback):
         layers: Sequence[str] | None = None,
         images: bool = True,
         scalars: bool = True,
+        labels: Any = None,
+        layer_labels: dict[str, dict[str, Any]] | None = None,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
@@ -295,12 +268,15 @@ class AttentionLogger(keras.callbacks.Callback):
         self.images = images
         self.scalars = scalars
         self.probe, self.num_examples = _prepare_probe(probe)
-        self.input_labels = _resolve_labels(
+        self.input_labels = attention_labels.resolve(
             input_labels, self.probe, self.num_examples, "input_labels"
         )
-        self.query_labels = _resolve_labels(
+        self.query_labels = attention_labels.resolve(
             query_labels, self.probe, self.num_examples, "query_labels"
         )
+        self._input_label_specs = attention_labels.per_input(labels, self.probe, self.num_examples)
+        self._layer_label_specs = self._check_layer_labels(layer_labels)
+        self._policy: attention_labels.LabelPolicy | None = None
         self._writing = SummaryWriting(self.run_dir, images=images, scalars=scalars)
         self._pass: ProbePass | None = None
         self._pass_model = None
@@ -355,34 +331,53 @@ class AttentionLogger(keras.callbacks.Callback):
         iterations = getattr(optimizer, "iterations", None)
         if iterations is None:
             return 0
-        value = getattr(iterations, "value", iterations)  # a Keras variable's TF value
-        return int(value.numpy()) if hasattr(value, "numpy") else int(value)
+        value = getattr(iterations, "value", iterations)  # the backend's value
+        return int(keras.ops.convert_to_numpy(value))
+
+    # -- which layers, which labels --------------------------------------------------------
+
+    def _check_layer_labels(self, layer_labels) -> dict[str, dict[str, Any]]:
+        """`layer_labels` with every list or callable resolved to per-example lists."""
+        specs = attention_labels.layer_specs(layer_labels)
+        for layer, spec in specs.items():
+            for axis, value in spec.items():
+                where = f"layer_labels[{layer!r}][{axis!r}]"
+                if isinstance(value, (str, int)) and not isinstance(value, bool):
+                    spec[axis] = ("input", value)
+                else:
+                    spec[axis] = attention_labels.resolve(
+                        value, self.probe, self.num_examples, where
+                    )
+        return specs
 
     def _targets(self) -> list[Target]:
         found = find_attention_layers(self.model)
-        names = [layer.name for _, layer in found]
-        targets = []
-        for path, layer in found:
-            key = layer.name if names.count(layer.name) == 1 else path
-            targets.append(Target(key, layer, kind_of(layer)))
+        targets = [Target(path, layer, adapter_of(layer)) for path, layer in found]
         if not targets:
             raise ValueError(
                 f"AttentionLogger: model {self.model.name!r} has no attention layer to log: "
-                "it looks for SequenceAttention and keras.layers.MultiHeadAttention layers "
-                "(also inside nested models and layers)."
+                "it looks for SequenceAttention, keras.layers.MultiHeadAttention (and "
+                "subclasses), GroupQueryAttention, Attention, AdditiveAttention, layers "
+                "whose call takes `return_attention_scores`, and layers with a registered "
+                "AttentionAdapter (also inside nested models and layers)."
             )
+        listed = ", ".join(repr(t.key) for t in targets)
+        for name in self._layer_label_specs:
+            if not any(name in (t.key, t.layer.name) for t in targets):
+                raise ValueError(
+                    f"AttentionLogger: `layer_labels` names {name!r}, which is not an "
+                    f"attention layer of model {self.model.name!r}; its attention layers "
+                    f"are: {listed}."
+                )
         if self.layers is None:
             return targets
         chosen = []
         for name in self.layers:
-            match = [t for t in targets if name in (t.key, t.layer.name)] or [
-                t for t, (path, _) in zip(targets, found, strict=True) if path == name
-            ]
+            match = [t for t in targets if name in (t.key, t.layer.name)]
             if not match:
                 raise ValueError(
                     f"AttentionLogger: `layers` names {name!r}, which is not an attention "
-                    f"layer of model {self.model.name!r}; its attention layers are: "
-                    f"{', '.join(repr(t.key) for t in targets)}."
+                    f"layer of model {self.model.name!r}; its attention layers are: {listed}."
                 )
             chosen.extend(t for t in match if t not in chosen)
         return chosen
@@ -401,46 +396,123 @@ class AttentionLogger(keras.callbacks.Callback):
             ) from err
 
     def _matrices(self, outputs) -> tuple[list[_Matrix], dict[str, tuple[float, float]]]:
-        """Trims each record's weights to each example's lengths and labels them."""
+        """Trims each record's weights to each example's real spans and labels them.
+
+        On the first run this also checks and decides every label, before anything of
+        the logging point is written.
+        """
         if self._first_run:
             self._check_reached()
+            self._decide_labels(outputs)
         matrices, stats = [], {}
         for record, out in zip(self._pass.records, outputs, strict=True):
-            weights, query_len, input_len = out["weights"], out["query_len"], out["input_len"]
+            weights = out["weights"]
+            heads = weights.ndim == 4
             per_example = []
             for b in range(self.num_examples):
-                m, n = int(query_len[b]), int(input_len[b])
-                matrix = weights[b][..., :m, :n]
+                q0, q1 = int(out["query_start"][b]), int(out["query_end"][b])
+                i0, i1 = int(out["input_start"][b]), int(out["input_end"][b])
+                matrix = weights[b][..., q0:q1, i0:i1]
                 per_example.append(matrix)
-                own_in = self.input_labels[b] if self.input_labels else None
-                own_q = self.query_labels[b] if self.query_labels else None
                 kind = type(record.target.layer).__name__
                 matrices.append(
                     _Matrix(
                         tag=f"{record.tag}/{b}",
                         weights=matrix,
-                        input_labels=_pick_labels(n, own_in, own_q),
-                        query_labels=_pick_labels(m, own_q, own_in),
+                        input_labels=self._policy.labels(record.tag, "inputs", b, i1 - i0),
+                        query_labels=self._policy.labels(record.tag, "queries", b, q1 - q0),
                         description=(
                             f"{kind} layer {record.target.key!r}, probe example {b}: rows are "
-                            "queries, columns inputs"
-                            + (", one matrix per head" if record.target.kind.heads else "")
+                            "queries, columns inputs" + (", one matrix per head" if heads else "")
                         ),
                     )
                 )
             stats[record.tag] = attention_statistics(per_example)
-        if self._first_run:
-            self._check_label_lengths(outputs)
         return matrices, stats
+
+    def _decide_labels(self, outputs) -> None:
+        """Checks the labels against the first probe pass and decides every axis's."""
+        records = self._pass.records
+        axes = []
+        for record, out in zip(records, outputs, strict=True):
+            shape = out["weights"].shape
+            for axis, start, end, padded in (
+                ("queries", "query_start", "query_end", shape[-2]),
+                ("inputs", "input_start", "input_end", shape[-1]),
+            ):
+                lengths = tuple(int(e) - int(s) for s, e in zip(out[start], out[end], strict=True))
+                axes.append(
+                    attention_labels.Axis(
+                        tag=record.tag,
+                        key=record.target.key,
+                        name=record.target.layer.name,
+                        axis=axis,
+                        padded=int(padded),
+                        lengths=lengths,
+                        self_attention=record.self_attention,
+                    )
+                )
+        self._check_label_lengths(axes)
+        inputs = attention_labels.bind_names(
+            self._input_label_specs, self.probe, self.num_examples, self.model
+        )
+        leaves = keras.tree.flatten_with_path(self.probe)
+        leaf_names = {
+            i: "/".join(str(p) for p in path) if path else str(i)
+            for i, (path, _) in enumerate(leaves)
+        }
+        model_inputs = getattr(self.model, "inputs", None) or []
+        if len(model_inputs) == len(leaves):
+            for i, (path, _) in enumerate(leaves):
+                if not path or not isinstance(path[-1], str):
+                    leaf_names[i] = getattr(model_inputs[i], "name", None) or leaf_names[i]
+        layers = {}
+        for layer, spec in self._layer_label_specs.items():
+            layers[layer] = {}
+            for axis, value in spec.items():
+                if isinstance(value, tuple) and value[0] == "input":
+                    index = self._leaf_of(value[1], leaves, leaf_names, inputs, layer, axis)
+                    layers[layer][axis] = index
+                else:
+                    layers[layer][axis] = value
+        depends = {}
+        if inputs:
+            depends = attention_labels.dependencies(self._pass, self.probe, sorted(inputs))
+        self._policy = attention_labels.LabelPolicy(
+            count=self.num_examples,
+            input_labels=self.input_labels,
+            query_labels=self.query_labels,
+            inputs=inputs,
+            leaf_names=leaf_names,
+            leaf_lengths={i: _padded_length(x) for i, (_, x) in enumerate(leaves)},
+            layers=layers,
+            depends=depends,
+        )
+        self._policy.decide(axes)
+
+    def _leaf_of(self, key, leaves, leaf_names, inputs, layer, axis) -> int:
+        """The probe input that `layer_labels[layer][axis] = key` names; it must have labels."""
+        for i in inputs:
+            path = leaves[i][0]
+            if key in (i, leaf_names[i]) or (path and path[-1] == key):
+                return i
+        raise ValueError(
+            f"AttentionLogger: `layer_labels[{layer!r}][{axis!r}]` is {key!r}, which names "
+            "no model input given in `labels`; the inputs with labels are: "
+            f"{', '.join(repr(leaf_names[i]) for i in inputs) or '(none)'}."
+        )
 
     def _check_reached(self) -> None:
         called = {r.target.key for r in self._pass.records}
-        for key in sorted(self._pass.unreachable):
+        for target in self._pass.targets:
+            if target.key not in self._pass.unreachable:
+                continue
             logger.warning(
                 "AttentionLogger: layer %r runs inside a graph loop (e.g. a recurrent "
-                "cell); its weights cannot be read from outside the loop and are not "
-                "logged.",
-                key,
+                "cell; at %r); its weights cannot be read from outside the loop and are "
+                "not logged.",
+                target.layer.name,
+                target.key,
             )
         for target in self._pass.targets:
             if target.key in called or target.key in self._pass.unreachable:
@@ -460,27 +532,42 @@ class AttentionLogger(keras.callbacks.Callback):
                 f"({', '.join(repr(t.key) for t in self._pass.targets)})."
             )
 
-    def _check_label_lengths(self, outputs) -> None:
+    def _check_label_lengths(self, axes) -> None:
+        """`input_labels`/`query_labels` must fit their axis in at least one layer."""
         for name, labels, axis in (
-            ("input_labels", self.input_labels, "input_len"),
-            ("query_labels", self.query_labels, "query_len"),
+            ("input_labels", self.input_labels, "inputs"),
+            ("query_labels", self.query_labels, "queries"),
         ):
             if labels is None:
                 continue
             for b, tokens in enumerate(labels):
-                lengths = {
-                    r.tag: int(out[axis][b])
-                    for r, out in zip(self._pass.records, outputs, strict=True)
-                }
-                if len(tokens) not in lengths.values():
-                    what = "inputs" if axis == "input_len" else "queries"
-                    listed = ", ".join(f"{tag!r}: {n}" for tag, n in lengths.items())
-                    raise ValueError(
-                        f"AttentionLogger: `{name}[{b}]` has {len(tokens)} labels, but probe "
-                        f"example {b} has a different number of {what} in every logged "
-                        f"layer ({listed}). Give one label per position of the example "
-                        "(without padding)."
-                    )
+                lengths = {a.tag: a for a in axes if a.axis == axis}
+                if any(a.lengths[b] == len(tokens) for a in lengths.values()):
+                    continue
+                # Self-attention layers take the other list's tokens on this axis too.
+                if any(
+                    a.self_attention and a.lengths[b] == len(tokens) for a in axes if a.axis != axis
+                ):
+                    continue
+                listed = ", ".join(
+                    f"{tag!r}: {a.lengths[b]}"
+                    + (f" of {a.padded} (padding trimmed)" if a.lengths[b] != a.padded else "")
+                    for tag, a in lengths.items()
+                )
+                padded = {a.padded for a in lengths.values()}
+                advice = (
+                    "Give one label per real position of the example, without padding."
+                    if len(tokens) in padded
+                    else "Give one label per position the layer attends; where a layer keeps "
+                    "padded positions (nothing it is given marks them), give it a mask "
+                    "(a Keras mask, or its own mask argument) or label those positions too; "
+                    "`layer_labels` sets one layer's labels."
+                )
+                raise ValueError(
+                    f"AttentionLogger: `{name}[{b}]` has {len(tokens)} labels, but probe "
+                    f"example {b} has a different number of {axis} in every logged "
+                    f"layer ({listed}). {advice}"
+                )
 
     def _log(self, step: int) -> None:
         if step == self._last_step:

@@ -1,148 +1,159 @@
 """Reading attention weights out of a model during training: the probe pass.
 
 How the weights are reached. A layer hands out its attention weights only when it is
-called with `return_attention_scores=True`, and a model built without that flag has no
-tensor holding them: a side `keras.Model(model.inputs, <weights>)` cannot be cut out of
-the graph, and subclassed models have no graph at all. So `ProbePass` runs the probe
-through the model itself, in a separate `tf.function` of its own (inference mode), and,
-while that function is being traced, it swaps each attention layer's `call` for a thin
-wrapper that asks the original `call` for the weights, keeps them, and returns exactly
-what the caller asked for. The swap is undone as soon as the trace ends; later logging
-points re-run the traced graph without touching Python again. Consequences:
+called with `return_attention_scores=True` (or as its adapter says, see
+`attention_adapters`), and a model built without that has no tensor holding them: a side
+`keras.Model(model.inputs, <weights>)` cannot be cut out of the graph, and subclassed
+models have no graph at all. So `ProbePass` runs the probe through the model itself, in
+inference mode, in a compiled function of its own, and, while that function is being
+traced, it swaps each attention layer's `call` for a thin wrapper that asks the original
+`call` for the weights, keeps them with the example's real query and input spans (see
+`attention_spans`), and returns exactly what the caller asked for. The swap is undone as
+soon as the trace ends; later logging points re-run the compiled function without
+touching Python again. Per backend:
+
+* TensorFlow: a `tf.function` (no autograph, as Keras's own train step);
+* JAX: `jax.jit` over the model's `stateless_call`, with the current variable values as
+  arguments (so that later logging points see the trained weights without retracing);
+* PyTorch: eager, under `torch.no_grad()`, the swap made for each pass (Keras runs torch
+  models eagerly unless `jit_compile=True`; a `torch.compile` of the whole model costs far
+  more than the few probe passes it would speed up).
+
+Consequences:
 
 * the compiled training step is neither changed nor retraced, and the model's outputs
   are the same (the wrapper returns what the unwrapped layer returns);
 * it works the same for functional, Sequential, subclassed and nested models, because
   every call of a layer goes through `layer.call`;
 * it cannot reach (`AttentionLogger` warns, naming the layer) attention computed inside
-  a loop that TensorFlow builds as a graph loop (a layer called from a recurrent cell in
-  `keras.layers.RNN`, or inside `tf.while_loop`/`ops.scan`/`ops.fori_loop`): its weights
-  live in the loop body's graph and there is one matrix per iteration; nor layers
-  created anew inside `call()` (Keras does not track them, so they cannot be found);
-  nor attention written as plain ops (`ops.dot_product_attention`, einsums) rather
-  than as a `SequenceAttention` or `MultiHeadAttention` layer.
+  a loop that the backend compiles as a loop (a layer called from a recurrent cell in
+  `keras.layers.RNN`, or inside `ops.scan`/`ops.fori_loop`/`tf.while_loop`) on TensorFlow
+  and JAX: its weights live in the loop body and there is one matrix per iteration; nor
+  layers created anew inside `call()` (Keras does not track them, so they cannot be
+  found); nor attention written as plain ops (`ops.dot_product_attention`, einsums) rather
+  than as a layer.
+
+Tags. Each layer is named by its path inside the model: the names of the enclosing nested
+models and layers joined by "/" (`bert_backbone/transformer_layer_0/self_attention_layer`).
+Names Keras generated (`multi_head_attention_3`: a process-wide counter, different in the
+next run of the same code) are replaced by something stable: the attribute that holds
+the layer in its parent (`attention_1`), else the class's snake-case name numbered among
+its siblings in order (`multi_head_attention`, `multi_head_attention_1`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_seqattn.sequence_attention import SequenceAttention
-
-try:  # Keras keeps this helper private; it reads the attribute Keras layers set.
-    from keras.src.backend import get_keras_mask
-except ImportError:  # pragma: no cover - other Keras layouts
-
-    def get_keras_mask(x):
-        return getattr(x, "_keras_mask", None)
-
+from keras_seqattn import attention_spans as spans
+from keras_seqattn.attention_adapters import AttentionAdapter, registered_adapter, returns_scores
 
 # --------------------------------------------------------------------------------------
-# Which layers, and how to read their weights and lengths
+# Finding the layers, and their stable paths
 # --------------------------------------------------------------------------------------
 
 
-def _masks_length(x, *masks):
-    """Per-example length of sequence `x`: last valid position + 1 (all of it if no mask)."""
-    if isinstance(x, tf.RaggedTensor):
-        return tf.cast(x.row_lengths(), tf.int32)
-    shape = tf.shape(x)
-    combined = None
-    for mask in masks:
-        if mask is None or isinstance(mask, tf.RaggedTensor):
-            continue
-        mask = tf.cast(mask, tf.bool)
-        combined = mask if combined is None else tf.logical_and(combined, mask)
-    if combined is None:
-        return tf.fill(shape[:1], shape[1])
-    positions = tf.range(1, tf.shape(combined)[1] + 1)[tf.newaxis, :]
-    return tf.reduce_max(tf.where(combined, positions, 0), axis=1)
+def _snake(class_name: str) -> str:
+    """`MultiHeadAttention` -> `multi_head_attention`, as Keras names layers by default."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def _mask_part(mask, index):
-    """`mask[index]` of a `[inputs_mask, query_mask]` call argument, or None."""
-    if isinstance(mask, (list, tuple)) and len(mask) == 2:
-        return mask[index]
-    return None
+def _generated(layer) -> bool:
+    """True when Keras made up the layer's name from its class (a process-wide counter)."""
+    base = _snake(type(layer).__name__)
+    name = layer.name
+    if base == "functional" or isinstance(layer, keras.Model):
+        bases = {base, "functional", "sequential"}
+    else:
+        bases = {base}
+    return any(name == b or re.fullmatch(re.escape(b) + r"_\d+", name) for b in bases)
 
 
-def _sequence_attention_lengths(args: dict) -> tuple[Any, Any]:
-    mask = args.get("mask")
-    inputs, query = args["inputs"], args["query"]
-    query_len = _masks_length(
-        query, args.get("query_mask"), _mask_part(mask, 1), get_keras_mask(query)
-    )
-    input_len = _masks_length(
-        inputs, args.get("inputs_mask"), _mask_part(mask, 0), get_keras_mask(inputs)
-    )
-    return query_len, input_len
+def _attribute_name(parent, child) -> str | None:
+    """The attribute of `parent` that holds `child` (public names first), if any."""
+    attributes = dict(vars(parent))
+    # PyTorch modules keep their submodules apart (torch.nn.Module.__setattr__).
+    attributes.update(vars(parent).get("_modules") or {})
+    names = [k for k, v in attributes.items() if v is child]
+    names.sort(key=lambda k: (k.startswith("_"), k))
+    return names[0].lstrip("_") or None if names else None
 
 
-def _multi_head_attention_lengths(args: dict) -> tuple[Any, Any]:
-    query, value, key = args["query"], args["value"], args.get("key")
-    # Read before the call: MultiHeadAttention removes the Keras masks from its inputs.
-    query_len = _masks_length(query, args.get("query_mask"), get_keras_mask(query))
-    key_masks = [args.get("value_mask"), get_keras_mask(value)]
-    if key is not None and key is not value:
-        key_masks += [args.get("key_mask"), get_keras_mask(key)]
-    return query_len, _masks_length(value, *key_masks)
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How to read one kind of attention layer."""
-
-    lengths: Callable[[dict], tuple[Any, Any]]  # bound call args -> (query, input) lengths
-    heads: bool  # weights are (batch, heads, m, n) rather than (batch, m, n)
-
-
-KINDS: dict[type, Kind] = {
-    SequenceAttention: Kind(_sequence_attention_lengths, heads=False),
-    keras.layers.MultiHeadAttention: Kind(_multi_head_attention_lengths, heads=True),
-}
-
-
-def kind_of(layer) -> Kind | None:
-    for cls, kind in KINDS.items():
-        if isinstance(layer, cls):
-            if getattr(layer, "multi_head", False) and not kind.heads:
-                # SequenceAttention(multi_head=True): weights (batch, heads, m, n).
-                return replace(kind, heads=True)
-            return kind
-    return None
+def _segments(parent, children) -> list[str]:
+    """A stable, unique path segment for each child layer of `parent`."""
+    segments, counts = [], {}
+    for child in children:
+        if not _generated(child):
+            segment = child.name
+        else:
+            segment = _attribute_name(parent, child)
+            if segment is None:
+                base = _snake(type(child).__name__)
+                k = counts.get(base, 0)
+                counts[base] = k + 1
+                segment = base if k == 0 else f"{base}_{k}"
+        segments.append(segment)
+    # Siblings that ended with the same segment (a generated name equal to another's
+    # given one): number the later ones, in order, so that paths stay unique.
+    seen: dict[str, int] = {}
+    unique = []
+    for segment in segments:
+        k = seen.get(segment, 0)
+        seen[segment] = k + 1
+        unique.append(segment if k == 0 else f"{segment}_{k}")
+    return unique
 
 
 def find_attention_layers(model: keras.layers.Layer) -> list[tuple[str, keras.layers.Layer]]:
     """All attention layers the logger can read in `model`, as (path, layer) pairs.
 
-    The path joins the names of the enclosing layers and models below `model` with "/".
-    Nested models and layers held by subclassed models are searched; an attention
-    layer's own sublayers are not.
+    The path joins stable names of the enclosing layers and models below `model` with "/"
+    (see the module docstring). Nested models and layers held by subclassed models are
+    searched; a registered attention layer's own sublayers are not. A layer found only
+    because its `call` takes `return_attention_scores` is searched first, and logged
+    itself only when it holds no attention layer (KerasHub's `TransformerEncoder` takes
+    the argument and passes it to the `MultiHeadAttention` it holds: that one is logged).
     """
     found: list[tuple[str, keras.layers.Layer]] = []
     seen: set[int] = set()
 
-    def walk(layer, prefix: str) -> None:
-        for child in layer._flatten_layers(include_self=False, recursive=False):
-            if id(child) in seen:
-                continue
+    def walk(layer, prefix: str) -> int:
+        before = len(found)
+        children = [
+            c
+            for c in layer._flatten_layers(include_self=False, recursive=False)
+            if id(c) not in seen
+        ]
+        for child in children:
             seen.add(id(child))
-            path = f"{prefix}{child.name}"
-            if kind_of(child) is not None:
+        for child, segment in zip(children, _segments(layer, children), strict=True):
+            path = f"{prefix}{segment}"
+            if registered_adapter(child) is not None:
                 found.append((path, child))
-            else:
-                walk(child, path + "/")
+                continue
+            inside = walk(child, path + "/")
+            if not inside and returns_scores(child) is not None:
+                found.append((path, child))
+        return len(found) - before
 
     walk(model, "")
     return found
+
+
+def adapter_of(layer) -> AttentionAdapter | None:
+    """The adapter the logger uses for `layer`, or None if it is no attention layer."""
+    return registered_adapter(layer) or returns_scores(layer)
 
 
 # --------------------------------------------------------------------------------------
@@ -154,9 +165,9 @@ def find_attention_layers(model: keras.layers.Layer) -> list[tuple[str, keras.la
 class Target:
     """One attention layer being logged."""
 
-    key: str  # tag prefix
+    key: str  # tag prefix: the layer's path
     layer: keras.layers.Layer
-    kind: Kind
+    adapter: AttentionAdapter
 
 
 @dataclass(frozen=True)
@@ -165,13 +176,131 @@ class Record:
 
     target: Target
     tag: str  # "<layer key>" for its first call in a forward pass, "<key>@k" for call k
+    self_attention: bool  # called with the same tensor as queries and inputs
+
+
+def _tagged(captured: list[tuple[Target, bool, Any]], skip: set[str]):
+    """Records (with "@k" tags for repeated calls) and their outputs, in call order."""
+    calls: dict[str, int] = {}
+    records, outputs = [], []
+    for target, self_attention, out in captured:
+        if target.key in skip:
+            continue
+        calls[target.key] = calls.get(target.key, 0) + 1
+        count = calls[target.key]
+        tag = target.key if count == 1 else f"{target.key}@{count}"
+        records.append(Record(target, tag, self_attention))
+        outputs.append(out)
+    return records, outputs
+
+
+def _bind(original) -> Callable:
+    """`bind(*args, **kwargs)` -> (arguments by name, `call_with(**changes)`)."""
+    signature = inspect.signature(original)
+    var_keyword = next(
+        (p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None
+    )
+
+    def bind(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        arguments = dict(bound.arguments)
+        if var_keyword and var_keyword in arguments:
+            arguments.update(arguments.pop(var_keyword))
+
+        def call_with(**changes):
+            again = signature.bind(*args, **kwargs)
+            for name, value in changes.items():
+                if name in signature.parameters:
+                    again.arguments[name] = value
+                elif var_keyword is not None:
+                    again.arguments.setdefault(var_keyword, {})[name] = value
+                else:
+                    raise TypeError(f"{original!r} takes no argument {name!r}")
+            return original(*again.args, **again.kwargs)
+
+        return arguments, call_with
+
+    return bind
+
+
+def _install(targets: Sequence[Target], on_call) -> Callable[[], None]:
+    """Swaps each target layer's `call` for `on_call(target, original, args, kwargs)`."""
+    undos = []
+    for target in targets:
+        layer = target.layer
+        had_own = "call" in layer.__dict__
+        original = layer.call
+
+        def call(*args, _target=target, _original=original, **kwargs):
+            return on_call(_target, _original, args, kwargs)
+
+        # Set on the instance, bypassing Keras's attribute tracking: Layer.__call__ (via
+        # Operation.__call__) looks `self.call` up at every call.
+        object.__setattr__(layer, "call", call)
+
+        def undo(layer=layer, had_own=had_own, original=original) -> None:
+            if had_own:
+                object.__setattr__(layer, "call", original)
+            else:
+                object.__delattr__(layer, "call")
+
+        undos.append(undo)
+
+    def restore() -> None:
+        for undo in undos:
+            undo()
+
+    return restore
+
+
+def _read(target: Target, original, args, kwargs):
+    """Runs one wrapped call: (result for the caller, weights, spans, self-attention)."""
+    arguments, call_with = _bind(original)(*args, **kwargs)
+    adapter = target.adapter
+    query, inputs = adapter.query(arguments), adapter.inputs(arguments)
+    self_attention = query is not None and query is inputs
+    # Everything read from the arguments is read before the call: MultiHeadAttention
+    # removes the Keras masks of the tensors it is called on.
+    query_masks = [spans.keras_mask(query), *adapter.query_masks(arguments)]
+    input_masks = [spans.keras_mask(inputs), *adapter.input_masks(arguments)]
+    attention_mask = adapter.attention_mask(arguments)
+    result, weights = adapter.run(call_with, arguments)
+    weights = ops.cast(spans.dense(weights), "float32")
+    shape = ops.shape(weights)
+    batch, m, n = shape[0], shape[-2], shape[-1]
+    query_masks.append(spans.sequence_mask(query, m) if spans.is_ragged(query) else None)
+    input_masks.append(spans.sequence_mask(inputs, n) if spans.is_ragged(inputs) else None)
+    query_valid = spans.combine(query_masks, batch, m)
+    input_valid = spans.combine(input_masks, batch, n)
+    from_attention = None
+    if attention_mask is not None:
+        from_attention, rows = spans.attention_mask_axes(attention_mask, batch, m, n)
+        if input_valid is None:
+            input_valid = rows
+    if query_valid is None and self_attention:
+        query_valid = input_valid  # the queries are the inputs
+    if query_valid is None:
+        query_valid = from_attention
+    query_start, query_end = spans.span(query_valid, batch, m)
+    input_start, input_end = spans.span(input_valid, batch, n)
+    out = {
+        "weights": weights,
+        "query_start": query_start,
+        "query_end": query_end,
+        "input_start": input_start,
+        "input_end": input_end,
+    }
+    return result, out, self_attention
 
 
 class ProbePass:
-    """A `tf.function` running the probe through the model and returning attention weights.
+    """Runs the probe through the model and returns attention weights and spans.
 
-    Built once per model; traced on its first run (with the layers' `call` wrapped while
-    tracing, see the module docstring) and re-run as a graph at every logging point.
+    Built once per model; compiled on its first run (with the layers' `call` wrapped
+    while tracing, see the module docstring) and re-run at every logging point.
+    `__call__` returns one dict of numpy arrays per record (`records`, in call order):
+    `weights` `(batch, [heads,] m, n)` and per example `query_start`, `query_end`,
+    `input_start`, `input_end`.
     """
 
     def __init__(self, model: keras.Model, targets: Sequence[Target]):
@@ -179,83 +308,137 @@ class ProbePass:
         self.targets = list(targets)
         self.records: list[Record] = []
         self.unreachable: set[str] = set()
-        # A partial rather than the bound method: TensorFlow counts traces per code object,
-        # and one trace by each of several loggers would read as "frequent retracing".
-        # No autograph: Keras's own train step does not convert the model either
-        # (`do_not_convert`), so any model that trains traces here; and converting it
-        # made the first probe pass of the date example 5x slower (1.7 s instead of 0.35 s).
-        self._function = tf.function(functools.partial(self._forward), autograph=False)
+        self.backend = keras.backend.backend()
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            # A partial rather than the bound method: TensorFlow counts traces per code
+            # object, and one trace by each of several loggers would read as "frequent
+            # retracing". No autograph: Keras's own train step does not convert the model
+            # either (`do_not_convert`), so any model that trains traces here; and
+            # converting it made the first probe pass of the date example 5x slower.
+            self._function = tf.function(functools.partial(self._forward_tf), autograph=False)
+        elif self.backend == "jax":
+            import jax
+
+            self._function = jax.jit(functools.partial(self._forward_jax))
+        else:
+            self._function = None
+        self.traces = 0  # how many times the pass was traced (eager: run) with the swap
+
+    # -- per backend -------------------------------------------------------------------
 
     def __call__(self, probe) -> list[dict[str, np.ndarray]]:
-        outputs = self._function(probe)
-        return [{name: t.numpy() for name, t in out.items()} for out in outputs]
+        if self.backend == "tensorflow":
+            outputs = self._function(probe)
+        elif self.backend == "jax":
+            if not self.model.built:
+                self.model(probe, training=False)  # builds a lazily built model first
+            outputs = self._function(
+                [v.value for v in self.model.trainable_variables],
+                [v.value for v in self.model.non_trainable_variables],
+                probe,
+            )
+        else:
+            import torch
 
-    def _forward(self, probe):
+            with torch.no_grad():
+                outputs = self._run(lambda: self.model(probe, training=False), lambda: True)
+        return [{k: ops.convert_to_numpy(v) for k, v in out.items()} for out in outputs]
+
+    def _forward_tf(self, probe):
+        import tensorflow as tf
+
         graph = tf.compat.v1.get_default_graph()
-        captured: list[tuple[Target, dict]] = []
+        return self._run(
+            lambda: self.model(probe, training=False),
+            lambda: tf.compat.v1.get_default_graph() is graph,
+        )
+
+    def _forward_jax(self, trainable, non_trainable, probe):
+        leaves = [x for x in keras.tree.flatten(probe) if hasattr(x, "_trace")]
+        outer = leaves[0]._trace if leaves else None
+
+        def in_reach(weights) -> bool:
+            # Inside `lax.scan` (Keras's RNN on JAX) values belong to the loop body's
+            # trace, which cannot be returned from the jitted function.
+            return outer is None or getattr(weights, "_trace", outer) is outer
+
+        return self._run(
+            lambda: self.model.stateless_call(trainable, non_trainable, probe, training=False),
+            in_reach,
+            check_weights=True,
+        )
+
+    def _run(self, forward, in_reach, check_weights: bool = False) -> list[dict]:
+        """Calls `forward()` with the layers' `call` wrapped; sets `records`."""
+        captured: list[tuple[Target, bool, dict]] = []
         unreachable: set[str] = set()
-        restore = [self._wrap(t, graph, captured, unreachable) for t in self.targets]
-        try:
-            self.model(probe, training=False)
-        finally:
-            for undo in restore:
-                undo()
-        calls: dict[str, int] = {}
-        records, outputs = [], []
-        for target, tensors in captured:
-            if target.key in unreachable:
-                # Also called outside the loop (Keras's RNN runs its cell once before the
-                # loop to learn the output shapes): those weights are not the loop's.
-                continue
-            calls[target.key] = calls.get(target.key, 0) + 1
-            count = calls[target.key]
-            records.append(Record(target, target.key if count == 1 else f"{target.key}@{count}"))
-            outputs.append(tensors)
-        self.records, self.unreachable = records, unreachable
-        return outputs
 
-    @staticmethod
-    def _wrap(target: Target, graph, captured: list, unreachable: set) -> Callable[[], None]:
-        layer = target.layer
-        had_own = "call" in layer.__dict__
-        original = layer.call
-        signature = inspect.signature(original)
-
-        def call(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            asked = bool(bound.arguments.get("return_attention_scores", False))
-            if tf.compat.v1.get_default_graph() is not graph:
+        def on_call(target, original, args, kwargs):
+            if not check_weights and not in_reach():
                 # Inside a graph loop (e.g. an RNN cell): weights of the loop body's graph
                 # cannot be returned from the probe function. Leave the call alone.
                 unreachable.add(target.key)
                 return original(*args, **kwargs)
-            arguments = dict(bound.arguments)
-            query_len, input_len = target.kind.lengths(arguments)
-            bound.arguments["return_attention_scores"] = True
-            result = original(*bound.args, **bound.kwargs)
-            outputs, weights = result[0], result[1]
-            if isinstance(weights, tf.RaggedTensor):
-                weights = weights.to_tensor()
-            captured.append(
-                (
-                    target,
-                    {
-                        "weights": tf.cast(weights, tf.float32),
-                        "query_len": query_len,
-                        "input_len": input_len,
-                    },
-                )
-            )
-            return result if asked else outputs
-
-        # Set on the instance, bypassing Keras's attribute tracking: Layer.__call__ (via
-        # Operation.__call__) looks `self.call` up at every call.
-        object.__setattr__(layer, "call", call)
-
-        def undo() -> None:
-            if had_own:
-                object.__setattr__(layer, "call", original)
+            result, out, self_attention = _read(target, original, args, kwargs)
+            if check_weights and not in_reach(out["weights"]):
+                unreachable.add(target.key)
             else:
-                object.__delattr__(layer, "call")
+                captured.append((target, self_attention, out))
+            return result
 
-        return undo
+        restore = _install(self.targets, on_call)
+        try:
+            forward()
+        finally:
+            restore()
+        self.traces += 1
+        # A layer also called outside the loop (Keras's RNN runs its cell once before the
+        # loop to learn the output shapes): those weights are not the loop's.
+        self.records, outputs = _tagged(captured, unreachable)
+        self.unreachable = unreachable
+        return outputs
+
+    # -- which model input each layer's queries and inputs come from ----------------------
+
+    def sequences(self, probe) -> list[tuple[Record, Any, Any]]:
+        """One eager pass: each record's query and inputs tensors, as numpy (or None).
+
+        Used once, to find which model inputs feed which axis (`attention_labels`).
+        """
+        captured: list[tuple[Target, bool, tuple]] = []
+
+        def on_call(target, original, args, kwargs):
+            arguments, _ = _bind(original)(*args, **kwargs)
+            query = target.adapter.query(arguments)
+            inputs = target.adapter.inputs(arguments)
+            captured.append(
+                (target, query is not None and query is inputs, (_numpy(query), _numpy(inputs)))
+            )
+            return original(*args, **kwargs)
+
+        restore = _install(self.targets, on_call)
+        try:
+            if self.backend == "torch":
+                import torch
+
+                with torch.no_grad():
+                    self.model(probe, training=False)
+            else:
+                self.model(probe, training=False)
+        finally:
+            restore()
+        records, outputs = _tagged(captured, self.unreachable)
+        return [(r, q, i) for r, (q, i) in zip(records, outputs, strict=True)]
+
+
+def _numpy(x):
+    if x is None:
+        return None
+    if spans.is_ragged(x):
+        x = x.to_tensor()
+    try:
+        return np.asarray(ops.convert_to_numpy(x))
+    except Exception:  # noqa: BLE001 - not a tensor after all
+        return None

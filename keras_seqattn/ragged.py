@@ -81,19 +81,28 @@ def attend(
     return_attention_scores: bool,
     training,
     value=None,
+    tile_options: dict | None = None,
 ):
     """The layer's attention where `inputs` or `query` (or both) is a `tf.RaggedTensor`.
 
-    `value`, when given, is ragged like `inputs` (the layer checked it). Returns what
+    `value`, when given, is ragged like `inputs` (the layer checked it). `tile_options`:
+    the fields of `ragged_tiles.TileSpec` when the layer's attention can be computed in
+    tiles of real pairs (no dropout in this call, one head), else None. Returns what
     `SequenceAttention.call` returns: the outputs ragged on the query axis when `query`
     is ragged, and the weights with them when asked for (with heads, (batch, h, (m), n)).
     """
-    if (
+    both_ragged = (
         isinstance(inputs, tf.RaggedTensor)
         and isinstance(query, tf.RaggedTensor)
         and inputs_mask is None
         and query_mask is None
-    ):
+    )
+    if both_ragged and tile_options is not None and value is None and not return_attention_scores:
+        from keras_seqattn import ragged_tiles  # only once a ragged call needs it
+
+        spec = ragged_tiles.TileSpec(**tile_options)
+        return ragged_tiles.attend_in_tiles(spec, inputs, query)
+    if both_ragged:
         return _attend_in_two_groups(
             attend_dense, inputs, query, return_attention_scores, training, value
         )

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from keras import initializers, layers, ops, saving
 
+from keras_seqattn.blocked import additive_scores
+
 SCORING_NAMES = ("bilinear", "dot", "additive")
 
 
@@ -98,9 +100,12 @@ class DotScore(_PairScore):
     def score_all(self, inputs, query):
         return ops.matmul(query, ops.transpose(inputs, (0, 2, 1)))
 
+    def fused_query(self, query):
+        """The query in input space: s = fused_query(q) . e (`keras_seqattn.fused`)."""
+        return query
+
     def score_all_heads(self, inputs, query):
-        # The contraction of keras.layers.MultiHeadAttention's own dot product.
-        return ops.einsum("bnhd,bmhd->bhmn", inputs, query)
+        return _dot_heads(inputs, query)
 
 
 @saving.register_keras_serializable(package="keras_seqattn")
@@ -133,12 +138,16 @@ class BilinearScore(_PairScore):
 
     def score_all_heads(self, inputs, query):
         keys = ops.einsum("bnhe,hde->bnhd", inputs, ops.cast(self.kernel, inputs.dtype))
-        return ops.einsum("bnhd,bmhd->bhmn", keys, query)
+        return _dot_heads(keys, query)
 
     def score_all(self, inputs, query):
         # Project the n inputs once (B, n, d2), then one batched product with the queries.
         keys = ops.matmul(inputs, ops.transpose(ops.cast(self.kernel, inputs.dtype)))
         return ops.matmul(query, ops.transpose(keys, (0, 2, 1)))
+
+    def fused_query(self, query):
+        """The query in input space: q . (W e) = (q W) . e (`keras_seqattn.fused`)."""
+        return ops.matmul(query, ops.cast(self.kernel, query.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -191,22 +200,32 @@ class AdditiveScore(_PairScore):
         # Each input and each query is projected once; only the tanh is per pair.
         pe = ops.matmul(inputs, ops.cast(self.input_kernel, dtype))  # (B, n, u)
         pq = ops.matmul(query, ops.cast(self.query_kernel, dtype))  # (B, m, u)
-        hidden = ops.tanh(ops.expand_dims(pq, 2) + ops.expand_dims(pe, 1))  # (B, m, n, u)
-        return ops.sum(hidden * ops.cast(self.score_vector, dtype), axis=-1)
+        # Only the tanh is per pair; in blocks of units, so that no (B, m, n, u) tensor
+        # is ever held, forward or backward (see `blocked`).
+        return additive_scores(pq, pe, ops.cast(self.score_vector, dtype))
 
     def score_all_heads(self, inputs, query):
         dtype = inputs.dtype
         pe = ops.einsum("bnhd,hdu->bhnu", inputs, ops.cast(self.input_kernel, dtype))
         pq = ops.einsum("bmhd,hdu->bhmu", query, ops.cast(self.query_kernel, dtype))
-        hidden = ops.tanh(ops.expand_dims(pq, 3) + ops.expand_dims(pe, 2))  # (B, h, m, n, u)
-        v = ops.cast(self.score_vector, dtype)[None, :, None, None, :]
-        return ops.sum(hidden * v, axis=-1)
+        # In blocks of units, as score_all: no (B, h, m, n, u) tensor (see `blocked`).
+        return additive_scores(pq, pe, ops.cast(self.score_vector, dtype))
 
     def get_config(self):
         config = super().get_config()
         config["units"] = self.units
         config["kernel_initializer"] = initializers.serialize(self.kernel_initializer)
         return config
+
+
+def _dot_heads(keys, query):
+    """(B, n, h, d) keys and (B, m, h, d) queries -> dot products (B, h, m, n).
+
+    The query goes first: on TensorFlow, Keras maps this einsum to one batched matmul
+    whose result is already (B, h, m, n); keys first would transpose the (B, h, n, m)
+    result, the largest tensor of the layer, once more forward and backward.
+    """
+    return ops.einsum("bmhd,bnhd->bhmn", query, keys)
 
 
 def _per_head(initializer, heads):

@@ -9,7 +9,7 @@ import numpy as np
 from keras import Input as KerasInput
 from keras import KerasTensor, Model, layers, ops, random, saving
 
-from keras_seqattn import sequences
+from keras_seqattn import fused, sequences
 from keras_seqattn.runtime_checks import check_same_size
 from keras_seqattn.scoring import SCORING_NAMES, named_scoring_net, score_custom_pairs
 from keras_seqattn.sequences import set_keras_mask
@@ -448,6 +448,7 @@ class SequenceAttention(layers.Layer):
                 return_attention_scores,
                 training,
                 value=value,
+                tile_options=self._tile_options(training),
             )
         query = check_same_size(
             query,
@@ -464,6 +465,22 @@ class SequenceAttention(layers.Layer):
         if not return_attention_scores:
             return outputs
         return outputs, weights
+
+    def _tile_options(self, training):
+        """What `keras_seqattn.ragged_tiles` needs to attend over tiles of real pairs, or
+        None where it cannot: dropout in training, several heads."""
+        if (training and self.dropout > 0) or self.multi_head:
+            return None
+        return {
+            "score_all": lambda e, q: self._score_all(
+                ops.cast(e, self.compute_dtype), ops.cast(q, self.compute_dtype)
+            ),
+            "causal": self.causal,
+            "window": self.window,
+            "score_rescaling": self.score_rescaling,
+            "input_dim": self._input_dim,
+            "compute_dtype": self.compute_dtype,
+        }
 
     def _attend(
         self,
@@ -482,6 +499,13 @@ class SequenceAttention(layers.Layer):
         n, m = ops.shape(inputs)[1], ops.shape(query)[1]
         inputs = ops.cast(inputs, self.compute_dtype)
         query = ops.cast(query, self.compute_dtype)
+        fuse = (
+            value is None
+            and not self.multi_head
+            and fused.can_fuse(
+                self.scoring, return_attention_scores, bool(training) and self.dropout > 0
+            )
+        )
         value = inputs if value is None else ops.cast(value, self.compute_dtype)
         # Padding holds anything (NaN, inf): zero it, so that it reaches neither the
         # scores nor the output, nor any gradient (weight 0 times NaN would be NaN).
@@ -490,12 +514,24 @@ class SequenceAttention(layers.Layer):
             value = _zero_padding(value, inputs_mask)
         if query_mask is not None:
             query = _zero_padding(query, query_mask)
+        if fuse:
+            # No weights needed: one fused kernel (cuDNN / flash attention on GPUs).
+            outputs = fused.attend(
+                self.scorer.fused_query(query),
+                inputs,
+                inputs_mask,
+                query_mask,
+                causal=self.causal,
+                window=self.window,
+                score_rescaling=self.score_rescaling,
+            )
+            return outputs, None
         scores = self._score_all(inputs, query)
         visible = self._visible_inputs(inputs_mask, n, m)
         if self.multi_head and visible is not None:
             visible = ops.expand_dims(visible, 1)  # the same for every head
         scores = self._rescale(scores, visible, n)
-        weights = self._softmax(scores, visible, query_mask)
+        weights, keep = self._softmax(scores, visible, query_mask)
         used = weights
         if training and self.dropout > 0:
             used = random.dropout(weights, self.dropout, seed=self.seed_generator)
@@ -505,8 +541,17 @@ class SequenceAttention(layers.Layer):
             outputs = ops.einsum("bhmn,bnhv->bmhv", used, value)
         else:
             outputs = ops.matmul(used, value)
+        if keep is not None:
+            # A zero weight row gives a zero output row: zero the (smaller) outputs, and
+            # the weights only when they are returned.
+            zero = ops.zeros((), outputs.dtype)
+            outputs = ops.where(
+                ops.transpose(keep, (0, 2, 1, 3)) if self.multi_head else keep, outputs, zero
+            )
         if not return_attention_scores:
             return outputs, None
+        if keep is not None:
+            weights = ops.where(keep, weights, ops.zeros((), weights.dtype))
         return outputs, ops.cast(weights, self.compute_dtype)
 
     @staticmethod
@@ -537,10 +582,12 @@ class SequenceAttention(layers.Layer):
         return inputs_mask, query_mask
 
     def _softmax(self, scores, visible, query_mask):
-        """Softmax over the visible inputs; rows that may see nothing give zeros.
+        """Softmax over the visible inputs, and the rows to keep (None: all).
 
         Scores (B, m, n), visible (B or 1, m or 1, n); with heads, a head axis after
-        the batch axis in both.
+        the batch axis in both. `keep` (B or 1, m or 1, 1) (with heads (B or 1, 1,
+        m or 1, 1)) is False at the rows that must be zeros: padded queries, and
+        queries that may see nothing. The caller zeroes them.
         """
         if visible is not None:
             # A finite floor instead of -inf, so that a row with nothing to see gives no
@@ -559,9 +606,7 @@ class SequenceAttention(layers.Layer):
             if self.multi_head:
                 q_keep = ops.expand_dims(q_keep, 1)
             keep = q_keep if keep is None else ops.logical_and(keep, q_keep)
-        if keep is None:
-            return weights
-        return ops.where(keep, weights, ops.zeros((), weights.dtype))
+        return weights, keep
 
     def compute_mask(self, inputs, previous_mask=None):
         # The output has one row per query: its mask is the query mask, which call()
