@@ -1,21 +1,29 @@
-"""The logger end to end: a small masked model trained with `AttentionLogger`, its run
-read back through a real TensorBoard server (both loaders), in the Attention, Images and
-Scalars tabs.
+"""The logger end to end on each backend, and under JAX data parallelism.
 
-(TensorFlow only until the probe pass runs on JAX and PyTorch; then this test is marked
-`all_backends`, and a JAX `keras.distribution.DataParallel` test joins it.)
+On every backend: a small masked model trained with `AttentionLogger`, its run read back
+through a real TensorBoard server (both loaders), in the Attention, Images and Scalars
+tabs. On JAX: the same model trained with `keras.distribution.DataParallel` over two
+CPU devices, in a subprocess (the device count is fixed when JAX starts), writing each
+logging point once, from process 0, without importing TensorFlow.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import urllib.parse
 
 import keras
 import numpy as np
+import pytest
 
 from tb_plugin.read_logs import read_attention_logs
 from tests.tb_server import TensorBoardServer
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = ["<pad>", "the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
 
 
@@ -40,6 +48,7 @@ def _get(server, route: str, **params):
     return server.get_json(route + "?" + urllib.parse.urlencode(params))
 
 
+@pytest.mark.all_backends
 def test_logger_on_this_backend_read_back_by_tensorboard(tmp_path):
     from keras_seqattn import AttentionLogger
 
@@ -80,3 +89,56 @@ def test_logger_on_this_backend_read_back_by_tensorboard(tmp_path):
                            tag="attn/mean_entropy")  # fmt: skip
             assert [step for _, step, _ in entropy] == [0, 4, 8]
             assert all(0 < value < np.log(7) for _, _, value in entropy)
+
+
+DATA_PARALLEL = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    import keras
+    import numpy as np
+    sys.path.insert(0, {root!r})
+    from keras_seqattn import AttentionLogger, read_attention_logs
+    from tests.test_logger_end_to_end import _data, _model
+
+    devices = jax.devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    ids, y = _data()
+    model = _model()
+    model.compile("adam", "mse")
+    logger = AttentionLogger({logdir!r}, ids[:2], every_n_steps=2)
+    model.fit(ids, y, batch_size=8, epochs=2, verbose=0, callbacks=[logger])
+    records = read_attention_logs({logdir!r})
+    kernel = model.trainable_variables[0].value
+    print(json.dumps({{
+        "devices": len(devices),
+        "process_index": jax.process_index(),
+        "variable_devices": len(kernel.sharding.device_set),
+        "points": sorted([r.tag, r.step] for r in records),
+        "tensorflow": "tensorflow" in sys.modules,
+    }}))
+    """
+)
+
+
+def test_jax_data_parallel_on_two_devices_writes_each_point_once(tmp_path):
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL.format(root=ROOT, logdir=str(tmp_path))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 2 and got["variable_devices"] == 2 and got["process_index"] == 0
+    # 32 examples in batches of 8 for 2 epochs: steps 1-8; logged at 0, 2, 4, 6, 8, once each.
+    assert got["points"] == [[f"attn/{b}", s] for b in (0, 1) for s in (0, 2, 4, 6, 8)]
+    assert not got["tensorflow"]
