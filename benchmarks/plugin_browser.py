@@ -396,7 +396,9 @@ def transformer_scrub(browser, url: str, steps: int, every: int = 50) -> list[tu
 
         def sample(done: int, ms: float) -> tuple:
             cdp.send("HeapProfiler.collectGarbage")
-            heap = cdp.send("Runtime.getHeapUsage")["usedSize"] / 2**20
+            usage = cdp.send("Runtime.getHeapUsage")
+            # Objects plus ArrayBuffer backing stores (where the decoded matrices live).
+            heap = (usage["usedSize"] + usage.get("backingStorageSize", 0)) / 2**20
             cache = root.evaluate("async () => (await import('./http.js')).cacheBytes()") / 2**20
             return (done, heap, cache, ms)
 
@@ -459,7 +461,7 @@ def transformer_main(browser, logdir: str | None, repeats: int, steps: int) -> N
             f"{statistics.median(timing['next step']):5.0f} ms"
             f"   (median of {len(timing['next step'])})"
         )
-        print("  scrubbing every step in turn (JS heap after a forced GC):")
+        print("  scrubbing every step in turn (JS heap + ArrayBuffers after a forced GC):")
         print("    steps done   JS heap MB   tab cache MB   last step ms")
         for done, heap, cache, ms in scrub:
             print(f"    {done:10d}   {heap:10.1f}   {cache:12.1f}   {ms:12.0f}")

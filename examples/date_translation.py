@@ -35,7 +35,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quiet_start import start_quietly  # noqa: E402
+
+start_quietly()  # before TensorFlow is imported: no C++ start-up lines on the terminal
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

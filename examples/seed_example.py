@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quiet_start import start_quietly  # noqa: E402
+
+start_quietly()  # before TensorFlow is imported: no C++ start-up lines on the terminal
 
 import keras  # noqa: E402
 import matplotlib  # noqa: E402

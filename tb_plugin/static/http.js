@@ -35,8 +35,8 @@ export async function getJson(url) {
   return response.json();
 }
 
-const cache = new Map(); // key -> Promise<decoded>, in least-recently-used order
-let cachedBytes = 0;
+const cache = new Map(); // key -> {promise, bytes}, in least-recently-used order
+let cachedBytes = 0; // bytes of the loaded entries still in the cache
 
 /** The cached promise of key, or a new one from load() (failed loads are not kept). */
 function cached(key, load) {
@@ -44,20 +44,31 @@ function cached(key, load) {
   if (hit) {
     cache.delete(key); // re-insert: most recently used
     cache.set(key, hit);
-    return hit;
+    return hit.promise;
   }
-  const promise = load().then((decoded) => {
-    cachedBytes += decoded.bytes;
-    while (cachedBytes > CACHE_BYTES && cache.size > 1) {
-      const [oldKey, oldPromise] = cache.entries().next().value;
-      cache.delete(oldKey);
-      oldPromise.then((m) => (cachedBytes -= m.bytes)).catch(() => {});
+  const entry = { promise: null, bytes: 0 };
+  entry.promise = load().then((decoded) => {
+    if (cache.get(key) === entry) {
+      entry.bytes = decoded.bytes;
+      cachedBytes += entry.bytes;
+      evict();
     }
     return decoded;
   });
-  cache.set(key, promise);
-  promise.catch(() => cache.delete(key)); // a failed load may succeed later
-  return promise;
+  cache.set(key, entry);
+  entry.promise.catch(() => {
+    if (cache.get(key) === entry) cache.delete(key); // a failed load may succeed later
+  });
+  return entry.promise;
+}
+
+/** Drops the least recently used entries until the cache fits CACHE_BYTES (keeps one). */
+function evict() {
+  for (const [key, entry] of cache) {
+    if (cachedBytes <= CACHE_BYTES || cache.size <= 1) break;
+    cache.delete(key);
+    cachedBytes -= entry.bytes;
+  }
 }
 
 async function getBinary(url, parse) {
