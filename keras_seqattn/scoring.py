@@ -173,15 +173,17 @@ class AdditiveScore(_PairScore):
         units = self.units or d2
         self.heads = _heads_of(input_shape, self.multi_head)
         head = () if self.heads is None else (self.heads,)
-        init = _per_head(self.kernel_initializer, self.heads)
+        # Three weights, three draws: with one unseeded initializer for all (it keeps a
+        # fixed seed), W1 and W2 would start equal whenever d1 == d2.
+        init = [_per_head(_reseeded(self.kernel_initializer, k), self.heads) for k in range(3)]
         self.input_kernel = self.add_weight(
-            name="input_kernel", shape=(*head, d1, units), initializer=init
+            name="input_kernel", shape=(*head, d1, units), initializer=init[0]
         )
         self.query_kernel = self.add_weight(
-            name="query_kernel", shape=(*head, d2, units), initializer=init
+            name="query_kernel", shape=(*head, d2, units), initializer=init[1]
         )
         self.score_vector = self.add_weight(
-            name="score_vector", shape=(*head, units), initializer=init
+            name="score_vector", shape=(*head, units), initializer=init[2]
         )
         self.built = True
 
@@ -226,6 +228,15 @@ def _dot_heads(keys, query):
     result, the largest tensor of the layer, once more forward and backward.
     """
     return ops.einsum("bmhd,bnhd->bhmn", query, keys)
+
+
+def _reseeded(initializer, k: int):
+    """A copy of `initializer` drawing with seed + k * 1_000_003 (apart from the per-head
+    seeds of `_per_head`), or the initializer itself when it has no integer seed."""
+    seed = getattr(initializer, "seed", None)
+    if k == 0 or not isinstance(seed, int):
+        return initializer
+    return type(initializer).from_config({**initializer.get_config(), "seed": seed + k * 1_000_003})
 
 
 def _per_head(initializer, heads):

@@ -277,3 +277,12 @@ def test_empty_example_gives_zeros_and_finite_gradients():
 
     _, by_inputs, by_weights = value_and_grads(loss, [e, q], layer.trainable_variables)
     assert all(np.all(np.isfinite(g)) for g in by_inputs + by_weights)
+
+
+def test_additive_net_starts_with_different_input_and_query_kernels():
+    layer = SequenceAttention("additive")
+    x = np.ones((1, 3, 4), "float32")
+    layer(x, x)
+    w1 = keras.ops.convert_to_numpy(layer.scorer.input_kernel)
+    w2 = keras.ops.convert_to_numpy(layer.scorer.query_kernel)
+    assert w1.shape == w2.shape and not np.allclose(w1, w2)
