@@ -18,8 +18,8 @@ So `HeatmapImages` composes the pixels itself, with NumPy and Pillow's FreeType 
   weights, and adds the colour bar's tick labels for this step's range (a handful of
   cached strings).
 
-Measured here: about 2 ms per image after the first (a 2-head 29 x 29 matrix),
-and about 15 ms for a new frame.
+Measured here (a shared, busy 2-core machine), for a 2-head 29 x 29 matrix: about 14 ms
+for the pixels of a step, 16 ms for the PNG, and 50 ms for a new frame.
 
 Limits, compared with `plot_attention`: labels longer than `MAX_LABEL_CHARS` are cut
 with an ellipsis; the font is matplotlib's DejaVu Sans, so scripts it lacks (CJK, emoji)
@@ -290,13 +290,15 @@ class HeatmapImages:
         return pixels
 
 
-def png(pixels: np.ndarray, level: int = 6) -> bytes:
+def png(pixels: np.ndarray, level: int = 1) -> bytes:
     """Encodes (height, width, 3) uint8 pixels as a PNG file (RGB, 8 bits per channel).
 
     Every row uses the PNG "Up" filter (the difference to the row above), which turns
     the repeated rows of a heatmap's cells into zeros that compress well; zlib releases
-    Python's lock while it compresses. Format: the PNG specification (W3C, 2003),
-    sections 5 (chunks), 9.2 (filter type 2) and 11.2.2 (IHDR).
+    Python's lock while it compresses. Level 1 by default: measured here on a 2-head
+    29 x 29 heatmap, 6 times faster than level 6 for a file 30% larger (46 kB).
+    Format: the PNG specification (W3C, 2003), sections 5 (chunks), 9.2 (filter type 2)
+    and 11.2.2 (IHDR).
     """
     array = np.ascontiguousarray(pixels, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:

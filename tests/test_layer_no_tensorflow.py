@@ -127,6 +127,18 @@ STEPS = [
         False,
     ),
     (
+        "train with AttentionLogger (attention, images, scalars), read back",
+        """
+        from keras_seqattn import AttentionLogger
+        logger = AttentionLogger(os.path.join(LOGS, "fit"), ids[:2])
+        model.fit(ids, labels, epochs=1, batch_size=8, verbose=0, callbacks=[logger])
+        runs = {r.run for r in read_attention_logs(LOGS)}
+        assert "fit/attention" in runs, runs
+        before = model.predict(ids, verbose=0)  # trained further: the new reference
+        """,
+        False,
+    ),
+    (
         "save and load a .keras file",
         """
         model.save(PATH)
