@@ -41,10 +41,15 @@ FUSABLE_SCORING = ("dot", "bilinear")
 FUSED_BACKENDS = ("jax", "torch")
 
 
-def can_fuse(scoring, return_attention_scores, dropout_active) -> bool:
-    """Whether `attend` computes what the layer's explicit path would, on a fused kernel."""
+def can_fuse(scoring, return_attention_scores, dropout_active, dtype="float32") -> bool:
+    """Whether `attend` computes what the layer's explicit path would, on a fused kernel.
+
+    Not in float64: Keras's JAX kernel returns float32 for float64 operands (seen with
+    Keras 3.15, jax_enable_x64 on), and fused kernels exist for 16- and 32-bit floats.
+    """
     return (
         keras.backend.backend() in FUSED_BACKENDS
+        and keras.backend.standardize_dtype(dtype) != "float64"
         and scoring in FUSABLE_SCORING
         and not return_attention_scores
         and not dropout_active

@@ -503,7 +503,10 @@ class SequenceAttention(layers.Layer):
             value is None
             and not self.multi_head
             and fused.can_fuse(
-                self.scoring, return_attention_scores, bool(training) and self.dropout > 0
+                self.scoring,
+                return_attention_scores,
+                bool(training) and self.dropout > 0,
+                self.compute_dtype,
             )
         )
         value = inputs if value is None else ops.cast(value, self.compute_dtype)

@@ -11,6 +11,7 @@ import itertools
 import keras
 import numpy as np
 import pytest
+from backend_tools import float64_enabled
 from gradients import value_and_grads
 
 from keras_seqattn import SequenceAttention, fused
@@ -102,6 +103,7 @@ def test_fused_path_is_taken_only_where_the_kernel_computes_the_same(monkeypatch
     assert not fused.can_fuse("dot", return_attention_scores=False, dropout_active=True)
     assert not fused.can_fuse("additive", return_attention_scores=False, dropout_active=False)
     assert not fused.can_fuse(None, return_attention_scores=False, dropout_active=False)
+    assert not fused.can_fuse("dot", False, False, dtype="float64")
     monkeypatch.setattr(fused, "FUSED_BACKENDS", ("no such backend",))
     assert not fused.can_fuse("dot", return_attention_scores=False, dropout_active=False)
 
@@ -130,3 +132,18 @@ def test_dropout_in_training_falls_back_to_the_explicit_path_and_inference_fuses
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_a_float64_layer_keeps_float64_outputs_without_weights_asked_for():
+    # Keras's fused kernel on JAX answers float64 operands in float32: float64 layers keep
+    # the explicit path, and their precision (finite-difference gradients depend on it).
+    with float64_enabled():
+        e = np.random.default_rng(0).standard_normal((B, N, D))
+        layer = SequenceAttention("bilinear", mask="causal", dtype="float64")
+        out = layer(e, e[:, :M])
+        explicit, _ = layer(e, e[:, :M], return_attention_scores=True)
+        # (Keras on PyTorch computes float64 products in float32 on either path.)
+        assert out.dtype == explicit.dtype
+        assert keras.backend.backend() == "torch" or (
+            keras.backend.standardize_dtype(out.dtype) == "float64"
+        )
