@@ -55,6 +55,7 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/layer.py
+	$(PY) benchmarks/layer_backends.py
 	$(PY) benchmarks/plugin.py
 
 # The README's pictures of the Attention tab: trains the date example and a small
