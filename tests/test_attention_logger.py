@@ -13,22 +13,17 @@ import math
 import os
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-from tensorboard.plugins import base_plugin
-from werkzeug import test as werkzeug_test
+from logger_routes import Routes
 
 from keras_seqattn import AttentionLogger, SequenceAttention
 from keras_seqattn.attention_logger import attention_statistics
 from keras_seqattn.attention_probe import find_attention_layers
-from tb_plugin.plugin import AttentionPlugin
 
 VOCAB = list("_abcdefghijklmnopqrstuvwxyz")  # id 0 is padding
 EXAMPLES, BATCH = 16, 4  # 4 steps per epoch
@@ -167,42 +162,10 @@ def logged(tmp_path_factory):
     return root, runs
 
 
-def _provider(logdir):
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        tensor_size_guidance={"attention": 0, "images": 0, "scalars": 0}
-    )
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    return data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
-
-
-class _Routes:
-    """The plugin's HTTP API over one logdir, through TensorBoard's WSGI app."""
-
-    def __init__(self, logdir):
-        self.provider = _provider(logdir)
-        context = base_plugin.TBContext(
-            logdir=str(logdir), data_provider=self.provider, sampling_hints={"attention": 0}
-        )
-        self.client = werkzeug_test.Client(
-            application.TensorBoardWSGI([AttentionPlugin(context)], data_provider=self.provider)
-        )
-
-    def get(self, route, **params):
-        response = self.client.get(
-            f"/data/plugin/attention/{route}?" + urllib.parse.urlencode(params)
-        )
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return json.loads(response.get_data())
-
-    def steps(self, tag, run="attention"):
-        return [s["step"] for s in self.get("steps", run=run, tag=tag)]
-
-
 @pytest.fixture(scope="module")
 def routes(logged):
     root, _ = logged
-    return {name: _Routes(root / name) for name in ("functional", "subclassed", "nested")}
+    return {name: Routes(root / name) for name in ("functional", "subclassed", "nested")}
 
 
 # -- what the plugin serves -----------------------------------------------------------------
@@ -395,7 +358,7 @@ def test_beside_keras_tensorboard_on_the_same_log_dir(logged, tmp_path):
         AttentionLogger(tmp_path, run["probe"], images=False),
     ]
     model.fit(run["x"], run["y"], batch_size=BATCH, epochs=2, verbose=0, callbacks=callbacks)
-    routes = _Routes(tmp_path)
+    routes = Routes(tmp_path)
     assert routes.steps("cross/1") == [0, 4, 8]
     assert set(routes.get("tags")) == {"attention"}
     scalars = routes.provider.list_scalars(_context(), experiment_id="", plugin_name="scalars")
@@ -578,4 +541,4 @@ def test_attention_inside_a_graph_loop_is_skipped_with_a_warning(tmp_path, caplo
     with caplog.at_level(logging.WARNING, logger="keras_seqattn.attention_logger"):
         model.fit(x, np.zeros((8, 1)), batch_size=4, epochs=1, verbose=0, callbacks=[logger])
     assert "'in_loop' runs inside a graph loop" in caplog.text
-    assert set(_Routes(tmp_path).get("tags")["attention"]) == {"outer/0", "outer/1"}
+    assert set(Routes(tmp_path).get("tags")["attention"]) == {"outer/0", "outer/1"}
