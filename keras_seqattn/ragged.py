@@ -101,7 +101,7 @@ def attend(
         from keras_seqattn import ragged_tiles  # only once a ragged call needs it
 
         spec = ragged_tiles.TileSpec(**tile_options)
-        return ragged_tiles.attend_in_tiles(spec, inputs, query)
+        return _attend_in_tiles_or_padded(attend_dense, spec, inputs, query, training)
     if both_ragged:
         return _attend_in_two_groups(
             attend_dense, inputs, query, return_attention_scores, training, value
@@ -154,6 +154,40 @@ def _attend_padded(
     elif ragged_query is not None:
         weights = to_ragged_like(weights, ragged_query, query_index)
     return outputs, weights
+
+
+def _attend_in_tiles_or_padded(attend_dense, spec, inputs, query, training):
+    """Outputs of ragged `inputs` and `query`: in tiles of real pairs when they hold at
+    most half the padded pairs (`ragged_tiles.worth_tiling`), else padded. One `tf.cond`
+    on the row lengths; both branches give the query's flat values, so only those cross it.
+    """
+    from keras_seqattn import ragged_tiles
+
+    worth = ragged_tiles.worth_tiling(
+        tf.cast(inputs.row_lengths(), tf.int64), tf.cast(query.row_lengths(), tf.int64)
+    )
+    flat = tf.cond(
+        worth,
+        lambda: ragged_tiles.attend_in_tiles(spec, inputs, query).flat_values,
+        lambda: _padded_outputs(attend_dense, inputs, query, training),
+    )
+    return query.with_flat_values(flat)
+
+
+def _padded_outputs(attend_dense, inputs, query, training):
+    """The query's flat output values, ragged `inputs` and `query` padded to their longest.
+
+    Leaner than `_attend_padded`: the padding is zeros whose gradient `to_padded` drops,
+    so it need not be zeroed again, and padded query rows need no mask: their outputs are
+    dropped on the way back (and send no gradient).
+    """
+    inputs, input_lengths, _ = to_padded(inputs)
+    padded_query, _, query_index = to_padded(query)
+    inputs_mask = tf.sequence_mask(input_lengths, maxlen=tf.shape(inputs)[1])
+    outputs, _ = attend_dense(
+        inputs, padded_query, inputs_mask, None, False, training, None, padding_is_zero=True
+    )
+    return _unpad(outputs, query.row_splits, query_index)
 
 
 def _and(a, b):
