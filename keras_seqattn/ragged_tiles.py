@@ -11,20 +11,28 @@ lie wholly above the diagonal (or before the window) are not even built.
 All tiles have the same shape, so they are scored in one batched call of the layer's own
 scoring (`score_all` on (tiles, T, d) tensors: any named or custom net). The softmax over
 one query's inputs spans the tiles of its query chunk: each tile's exponentials are taken
-against the chunk's maximum (`tf.math.unsorted_segment_max`, its gradient stopped: the
-shift cancels in the softmax), and sums and weighted values are added up per query chunk
-with `tf.math.unsorted_segment_sum`. The result equals the padded computation up to float
-rounding (sums run in another order); queries that see nothing give zeros, as there.
+against the chunk's maximum (`tf.math.unsorted_segment_max`), and sums and weighted values
+are added up per query chunk with `tf.math.unsorted_segment_sum` (`_softmax_and_sum`).
+That step has its own gradient, written as flash attention writes it (two batched
+products and two elementwise passes over the tiles), because TensorFlow's gradient of the
+max-shift, exponentials, masks, segment sums and division was about ten passes and the
+larger part of this path's cost. Slots past an example's end (its last chunk is partly
+empty) hold copies of its first vector, kept out of every result by the masks. The result
+equals the padded computation up to float rounding (sums run in another order); queries
+that see nothing give zeros, as there.
 
-The tile shape is chosen per batch (`tile_sizes`): TILE x TILE where that saves at least
-half the padded pairs, otherwise one tile per example, which is the padded layout. Both
-go through the same graph, so no `tf.cond` is paid for (its gradient alone cost more
-than the attention of a small batch, measured on 2 CPU cores).
+Tiles win only where they skip much padding. `worth_tiling` says, per batch, whether
+TILE x TILE tiles hold at most half the pairs that padding to the batch's longest would;
+`keras_seqattn.ragged` then takes this path, or else attends the batch padded, with one
+`tf.cond` on the row lengths. (An earlier version ran even batches here as "one tile per
+example", to avoid a cond, but its gathers and segment sums made a batch of even lengths
+1.4 to 1.9 times as slow as padded.)
 
 Limits: the weights are not formed as a (batch, m, n) tensor here, so a call that asks for
-them, or applies dropout to them, takes the padded path (`keras_seqattn.ragged`). The
-gathers and segment sums cost more small operations than a padded softmax: a batch of even
-lengths is somewhat slower ragged than padded (benchmarks/layer.py, "ragged, uniform").
+them, or applies dropout to them, takes the padded path. On 2 CPU cores under load the
+tiled path is bound by the number of small operations (a few hundred per training step),
+not by the pairs it scores: a skewed batch scoring a fifth of the padded pairs costs about
+half the padded time, not a fifth (benchmarks/layer.py, "ragged, skewed").
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from keras_seqattn.ragged import value_rowids
 
 # Positions per chunk. 32 keeps short examples (tens of vectors) to one tile and gives
 # each batched product enough work; benchmarks/layer.py, "ragged" cases.
@@ -69,7 +79,7 @@ def _chunks(x, lengths, size):
     of their gradient).
     """
     within = tf.ragged.range((lengths + size - 1) // size)
-    example = within.value_rowids()
+    example = value_rowids(within.row_splits)
     position = within.flat_values[:, None] * size + tf.range(size, dtype=lengths.dtype)[None, :]
     valid = position < tf.gather(lengths, example)[:, None]
     start = tf.gather(x.row_starts(), example)[:, None]
@@ -160,7 +170,7 @@ def attend_in_tiles(spec: TileSpec, inputs: tf.RaggedTensor, query: tf.RaggedTen
             lo = tf.maximum(lo, (first_q - spec.window + 1) // te)
         hi = tf.maximum(hi, lo)
     tiles = tf.ragged.range(lo, hi)
-    tile_q = tiles.value_rowids()  # the query chunk of each tile
+    tile_q = value_rowids(tiles.row_splits)  # the query chunk of each tile
     tile_e = tf.gather(e_first_chunk, tile_q) + tiles.flat_values  # its input chunk
 
     # One gather per side, straight from the flat values (one gradient each).
@@ -197,7 +207,7 @@ def attend_in_tiles(spec: TileSpec, inputs: tf.RaggedTensor, query: tf.RaggedTen
     out = _softmax_and_sum(scores, values, visible, tile_q, num_q)  # (Cq, T, d1)
 
     # Back to the query's flat values: slot (chunk, p % T) of each query position.
-    rows = query.value_rowids()
+    rows = value_rowids(query.row_splits)
     pos = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(query.row_starts(), rows)
     q_first_chunk = tf.cumsum((query_lengths + tq - 1) // tq, exclusive=True)
     slot = (tf.gather(q_first_chunk, rows) + pos // tq) * tq + pos % tq
