@@ -31,8 +31,8 @@ example", to avoid a cond, but its gathers and segment sums made a batch of even
 Limits: the weights are not formed as a (batch, m, n) tensor here, so a call that asks for
 them, or applies dropout to them, takes the padded path. On 2 CPU cores under load the
 tiled path is bound by the number of small operations (a few hundred per training step),
-not by the pairs it scores: a skewed batch scoring a fifth of the padded pairs costs about
-half the padded time, not a fifth (benchmarks/layer.py, "ragged, skewed").
+not by the pairs it scores: a skewed batch scoring a fifth of the padded pairs costs half to
+three quarters of the padded time, not a fifth (benchmarks/layer.py, "ragged, skewed").
 """
 
 from __future__ import annotations
