@@ -27,6 +27,7 @@ precision.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -39,21 +40,43 @@ FUSABLE_SCORING = ("dot", "bilinear")
 # flash_attention is always off there), which measured up to 1.2x slower than the
 # explicit path under jit_compile (benchmarks/layer.py): the explicit path stays.
 FUSED_BACKENDS = ("jax", "torch")
+# Of those, the backends whose kernel is fused on CPU as well. JAX's is XLA's plain ops on
+# CPU (jax.nn.dot_product_attention has no CPU kernel), measured 1.3x slower than the
+# explicit path under jax.jit on 2 cores (benchmarks/layer_backends.py, batch 32, n = m =
+# 128): on a JAX CPU device the explicit path stays.
+FUSED_ON_CPU = ("torch",)
 
 
 def can_fuse(scoring, return_attention_scores, dropout_active, dtype="float32") -> bool:
     """Whether `attend` computes what the layer's explicit path would, on a fused kernel.
 
-    Not in float64: Keras's JAX kernel returns float32 for float64 operands (seen with
-    Keras 3.15, jax_enable_x64 on), and fused kernels exist for 16- and 32-bit floats.
+    Not on a JAX CPU device (`FUSED_ON_CPU`), and not in float64: Keras's JAX kernel
+    returns float32 for float64 operands (seen with Keras 3.15, jax_enable_x64 on), and
+    fused kernels exist for 16- and 32-bit floats.
     """
+    backend = keras.backend.backend()
     return (
-        keras.backend.backend() in FUSED_BACKENDS
+        backend in FUSED_BACKENDS
+        and (backend in FUSED_ON_CPU or not _on_cpu(backend))
         and keras.backend.standardize_dtype(dtype) != "float64"
         and scoring in FUSABLE_SCORING
         and not return_attention_scores
         and not dropout_active
     )
+
+
+@functools.cache
+def _on_cpu(backend: str) -> bool:
+    """Whether `backend` computes on CPU (JAX's default device; asked once per process)."""
+    if backend == "jax":
+        import jax  # the backend in use: already loaded
+
+        return jax.default_backend() == "cpu"
+    if backend == "torch":
+        import torch
+
+        return not torch.cuda.is_available()
+    return True
 
 
 def attend(

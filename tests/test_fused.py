@@ -24,6 +24,7 @@ def fused_on_every_backend(monkeypatch):
     # TensorFlow keeps the explicit path by default (no fused kernel there); compare the
     # two paths there too.
     monkeypatch.setattr(fused, "FUSED_BACKENDS", ("jax", "torch", "tensorflow"))
+    monkeypatch.setattr(fused, "FUSED_ON_CPU", ("jax", "torch", "tensorflow"))
 
 
 B, N, M, D = 3, 7, 5, 4
@@ -106,6 +107,19 @@ def test_fused_path_is_taken_only_where_the_kernel_computes_the_same(monkeypatch
     assert not fused.can_fuse("dot", False, False, dtype="float64")
     monkeypatch.setattr(fused, "FUSED_BACKENDS", ("no such backend",))
     assert not fused.can_fuse("dot", return_attention_scores=False, dropout_active=False)
+
+
+def test_jax_on_cpu_keeps_the_explicit_path_and_torch_fuses_on_cpu_too(monkeypatch):
+    monkeypatch.setattr(fused, "FUSED_BACKENDS", ("jax", "torch"))
+    monkeypatch.setattr(fused, "FUSED_ON_CPU", ("torch",))
+    fuses = fused.can_fuse("dot", return_attention_scores=False, dropout_active=False)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        assert fuses == (jax.default_backend() != "cpu")
+    else:
+        assert fuses == (backend == "torch")
 
 
 def test_dropout_in_training_falls_back_to_the_explicit_path_and_inference_fuses(monkeypatch):
