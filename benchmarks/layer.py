@@ -40,6 +40,8 @@ resident set size (VmRSS), runs the step once, and reports the growth of its pea
 set size (ru_maxrss) over that. Target: ours at most a quarter of the peer's.
 
 Run: .venv/bin/python benchmarks/layer.py [--repeats 25] [--inner 3] [--no-jit] [--no-memory]
+[--only TEXT]. `--only ragged` times only the cases whose name holds "ragged" (none of
+them is in the XLA pass, so that pass times nothing).
 Performance is measured here and never asserted in a test; the exit status is 0.
 """
 
@@ -336,6 +338,12 @@ def main(argv=None):
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the additive memory case (subprocesses)"
     )
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help='time only the cases whose name contains TEXT (e.g. "ragged"); skips the '
+        "additive memory case unless TEXT is in its name",
+    )
     parser.add_argument("--memory-child", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -354,12 +362,16 @@ def main(argv=None):
     for jit in (False,) if args.no_jit else (False, True):
         rng = np.random.default_rng(args.seed)
         cases = make_cases(jit, rng) + multi_head_cases(jit, rng)
+        if args.only:
+            cases = [case for case in cases if args.only in case.name]
+        if not cases:
+            continue
         start = time.perf_counter()
         measure(cases, args.repeats, args.inner, args.warmup)
         label = f"jit={jit}"
         rows += report(cases, label)
         print(f"[{label}: {time.perf_counter() - start:.0f} s]", file=sys.stderr)
-    if not args.no_memory:
+    if not args.no_memory and (not args.only or args.only in "additive memory"):
         start = time.perf_counter()
         rows += additive_memory()
         print(f"[additive memory: {time.perf_counter() - start:.0f} s]", file=sys.stderr)

@@ -15,7 +15,9 @@ with t = tanh(p_j + k_i) and the upstream gradient g_ji,
     d p_ju = sum_i g_ji v_u (1 - t_jiu^2)      d k_iu = sum_j g_ji v_u (1 - t_jiu^2)
     d v_u  = sum_ji g_ji t_jiu
 
-so peak memory grows with (…, m, n), not (…, m, n, units). Blocks are visited by
+so peak memory grows with (…, m, n), not (…, m, n, units). (On PyTorch a tensor of at most
+`ALL_AT_ONCE_BYTES` is formed at once, as Keras's layer does: there the loop costs more
+than it saves at that size.) Blocks are visited by
 `keras.ops.fori_loop` (one `tf.while_loop`, `jax.lax.fori_loop`, or a Python loop on
 PyTorch), which keeps the number of slabs alive small on every backend; the number of
 blocks is static (the units are a weight's size) so no shape needs to be known.
@@ -35,6 +37,14 @@ from keras import ops
 # and backward slabs to a few (…, m, n) tensors while leaving each step enough work that
 # the loop's own overhead stays small (benchmarks/layer.py, "additive memory").
 UNITS_PER_BLOCK = 4
+
+# On PyTorch, where Keras runs eagerly op by op, the blocks' loop and the recomputed tanh
+# of the backward pass cost more than they save while the whole (…, m, n, units) tensor
+# is small: 1.3x the time of Keras's AdditiveAttention at batch 32, n = m = 128, 64 units
+# (benchmarks/layer_backends.py). Up to this many bytes the tensor is formed at once there,
+# as Keras's layer forms it; beyond, in blocks. TensorFlow and JAX compile the loop and
+# measured at or below Keras's time in blocks, so they always block.
+ALL_AT_ONCE_BYTES = {"torch": 256 * 2**20}
 
 
 def _block_size(units: int, most: int) -> int:
@@ -69,6 +79,10 @@ def additive_scores(query_proj, input_proj, score_vector, units_per_block=UNITS_
             f"axis (units); got {tuple(query_proj.shape)}, {tuple(input_proj.shape)} and "
             f"{tuple(score_vector.shape)}."
         )
+    if _small_enough(query_proj, input_proj, int(units)):
+        hidden = ops.tanh(ops.expand_dims(query_proj, -2) + ops.expand_dims(input_proj, -3))
+        v = ops.reshape(score_vector, (*score_vector.shape[:-1], 1, 1, units))
+        return ops.sum(hidden * v, axis=-1)
     block = _block_size(int(units), units_per_block)
     # One flat leading axis L, units second: a block is then a contiguous slice of axis 1.
     pq = ops.transpose(ops.reshape(query_proj, (-1, m, units)), (0, 2, 1))  # (L, u, m)
@@ -83,6 +97,22 @@ def additive_scores(query_proj, input_proj, score_vector, units_per_block=UNITS_
     )  # (L, u)
     scores = _blocked(pq, pe, v, block)
     return ops.reshape(scores, (*lead, m, n))
+
+
+def _small_enough(query_proj, input_proj, units: int) -> bool:
+    """Whether this backend forms the (…, m, n, units) tensor at once (`ALL_AT_ONCE_BYTES`)."""
+    limit = ALL_AT_ONCE_BYTES.get(keras.backend.backend())
+    shapes = (*query_proj.shape[:-1], input_proj.shape[-2])
+    if limit is None or any(size is None for size in shapes):
+        return False
+    count = units
+    for size in shapes:
+        count *= int(size)
+    dtype = keras.backend.standardize_dtype(query_proj.dtype)
+    return count * _BYTES.get(dtype, 4) <= limit
+
+
+_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 
 
 def _fori_loop(steps, body, init):

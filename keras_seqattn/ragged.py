@@ -8,6 +8,20 @@ ragged symbolic `KerasTensor`) is actually seen (`sequences.ragged_support`). It
 `tf.RaggedTensor` on the way in, hands the padded batch and its masks to the layer's
 dense attention, and gives the outputs the query's row partition on the way out.
 
+Where inputs and query are both ragged and only the outputs are wanted (no weights, no
+dropout, one head), padding is often mostly waste, so `attend` chooses per batch, with one
+`tf.cond` on the row lengths (`_attend_in_tiles_or_padded`): tiles of real pairs
+(`keras_seqattn.ragged_tiles`) when they hold at most half the padded pairs, else the
+batch padded to its longest (`_padded_outputs`, which skips re-zeroing the zero padding
+and masking padded queries, whose outputs it drops). The cond is not free: measured on
+2 CPU cores it adds about a millisecond per training step (its two-branch gradient and the
+untaken branch's operations), a tenth or more of a small batch's step. And a ragged batch
+padded here has a shape unknown until run time, which costs about 5 to 10% against the same
+padded batch given with static shapes (benchmarks/layer.py, "ragged, uniform" and "ragged,
+all short"). With weights or dropout, both ragged batches are split into a short and a
+long group, each padded to its own longest, when that halves the padded work
+(`_attend_in_two_groups`).
+
 Limits: one ragged dimension (the time axis); no `tf.distribute` strategy with several
 replicas (Keras's distributed `fit` cannot take ragged batches, NOTES §2).
 """
@@ -101,7 +115,7 @@ def attend(
         from keras_seqattn import ragged_tiles  # only once a ragged call needs it
 
         spec = ragged_tiles.TileSpec(**tile_options)
-        return ragged_tiles.attend_in_tiles(spec, inputs, query)
+        return _attend_in_tiles_or_padded(attend_dense, spec, inputs, query, training)
     if both_ragged:
         return _attend_in_two_groups(
             attend_dense, inputs, query, return_attention_scores, training, value
@@ -154,6 +168,40 @@ def _attend_padded(
     elif ragged_query is not None:
         weights = to_ragged_like(weights, ragged_query, query_index)
     return outputs, weights
+
+
+def _attend_in_tiles_or_padded(attend_dense, spec, inputs, query, training):
+    """Outputs of ragged `inputs` and `query`: in tiles of real pairs when they hold at
+    most half the padded pairs (`ragged_tiles.worth_tiling`), else padded. One `tf.cond`
+    on the row lengths; both branches give the query's flat values, so only those cross it.
+    """
+    from keras_seqattn import ragged_tiles
+
+    worth = ragged_tiles.worth_tiling(
+        tf.cast(inputs.row_lengths(), tf.int64), tf.cast(query.row_lengths(), tf.int64)
+    )
+    flat = tf.cond(
+        worth,
+        lambda: ragged_tiles.attend_in_tiles(spec, inputs, query).flat_values,
+        lambda: _padded_outputs(attend_dense, inputs, query, training),
+    )
+    return query.with_flat_values(flat)
+
+
+def _padded_outputs(attend_dense, inputs, query, training):
+    """The query's flat output values, ragged `inputs` and `query` padded to their longest.
+
+    Leaner than `_attend_padded`: the padding is zeros whose gradient `to_padded` drops,
+    so it need not be zeroed again, and padded query rows need no mask: their outputs are
+    dropped on the way back (and send no gradient).
+    """
+    inputs, input_lengths, _ = to_padded(inputs)
+    padded_query, _, query_index = to_padded(query)
+    inputs_mask = tf.sequence_mask(input_lengths, maxlen=tf.shape(inputs)[1])
+    outputs, _ = attend_dense(
+        inputs, padded_query, inputs_mask, None, False, training, None, padding_is_zero=True
+    )
+    return _unpad(outputs, query.row_splits, query_index)
 
 
 def _and(a, b):
@@ -224,7 +272,7 @@ def to_padded(x):
     """
     if not isinstance(x, tf.RaggedTensor):
         return x, None, None
-    rows = x.value_rowids()
+    rows = value_rowids(x.row_splits)
     lengths = x.row_lengths()
     longest = tf.reduce_max(tf.concat([lengths, tf.zeros([1], lengths.dtype)], 0))
     positions = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(x.row_starts(), rows)
@@ -283,6 +331,16 @@ def split_by_size(sizes):
     # of uniform lengths split in two would be slower than one pass).
     worth_it = work[split] < 0.5 * work[0]
     return order[:split], order[split:], worth_it
+
+
+def value_rowids(row_splits):
+    """The row of every value, from a ragged tensor's `row_splits`: what its
+    `value_rowids()` gives, in one `tf.searchsorted` (TensorFlow builds it from a boolean
+    mask, a `Where` and about a dozen more small operations, each a cost in a graph that
+    runs every training step)."""
+    return tf.searchsorted(
+        row_splits[1:], tf.range(row_splits[-1]), side="right", out_type=row_splits.dtype
+    )
 
 
 def to_ragged_like(dense, like, index):

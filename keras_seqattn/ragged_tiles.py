@@ -11,20 +11,28 @@ lie wholly above the diagonal (or before the window) are not even built.
 All tiles have the same shape, so they are scored in one batched call of the layer's own
 scoring (`score_all` on (tiles, T, d) tensors: any named or custom net). The softmax over
 one query's inputs spans the tiles of its query chunk: each tile's exponentials are taken
-against the chunk's maximum (`tf.math.unsorted_segment_max`, its gradient stopped: the
-shift cancels in the softmax), and sums and weighted values are added up per query chunk
-with `tf.math.unsorted_segment_sum`. The result equals the padded computation up to float
-rounding (sums run in another order); queries that see nothing give zeros, as there.
+against the chunk's maximum (`tf.math.unsorted_segment_max`), and sums and weighted values
+are added up per query chunk with `tf.math.unsorted_segment_sum` (`_softmax_and_sum`).
+That step has its own gradient, written as flash attention writes it (two batched
+products and two elementwise passes over the tiles), because TensorFlow's gradient of the
+max-shift, exponentials, masks, segment sums and division was about ten passes and the
+larger part of this path's cost. Slots past an example's end (its last chunk is partly
+empty) hold copies of its first vector, kept out of every result by the masks. The result
+equals the padded computation up to float rounding (sums run in another order); queries
+that see nothing give zeros, as there.
 
-The tile shape is chosen per batch (`tile_sizes`): TILE x TILE where that saves at least
-half the padded pairs, otherwise one tile per example, which is the padded layout. Both
-go through the same graph, so no `tf.cond` is paid for (its gradient alone cost more
-than the attention of a small batch, measured on 2 CPU cores).
+Tiles win only where they skip much padding. `worth_tiling` says, per batch, whether
+TILE x TILE tiles hold at most half the pairs that padding to the batch's longest would;
+`keras_seqattn.ragged` then takes this path, or else attends the batch padded, with one
+`tf.cond` on the row lengths. (An earlier version ran even batches here as "one tile per
+example", to avoid a cond, but its gathers and segment sums made a batch of even lengths
+1.4 to 1.9 times as slow as padded.)
 
 Limits: the weights are not formed as a (batch, m, n) tensor here, so a call that asks for
-them, or applies dropout to them, takes the padded path (`keras_seqattn.ragged`). The
-gathers and segment sums cost more small operations than a padded softmax: a batch of even
-lengths is somewhat slower ragged than padded (benchmarks/layer.py, "ragged, uniform").
+them, or applies dropout to them, takes the padded path. On 2 CPU cores under load the
+tiled path is bound by the number of small operations (a few hundred per training step),
+not by the pairs it scores: a skewed batch scoring a fifth of the padded pairs costs half to
+three quarters of the padded time, not a fifth (benchmarks/layer.py, "ragged, skewed").
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from keras_seqattn.ragged import value_rowids
 
 # Positions per chunk. 32 keeps short examples (tens of vectors) to one tile and gives
 # each batched product enough work; benchmarks/layer.py, "ragged" cases.
@@ -61,54 +71,86 @@ def _chunks(x, lengths, size):
     """Chunks of `size` positions of every example of a ragged `x` (integer tables only).
 
     Returns `(index, example, position, valid)`, each (C, size) but `example` (C,): where
-    every slot's value is in `x.flat_values` (one past the end for slots past an
-    example's end, where `_gather_rows` puts a zero row), the example of each chunk, the
-    position of every slot within its example, and whether the slot holds a value.
+    every slot's value is in `x.flat_values`, the example of each chunk, the position of
+    every slot within its example, and whether the slot holds a value. A slot past its
+    example's end points at the example's first value (a chunk exists only where the
+    example has one): a copy that the masks keep out of every result, and whose gradient
+    is zero, which saves padding the values with a zero row (a copy of them, and a slice
+    of their gradient).
     """
     within = tf.ragged.range((lengths + size - 1) // size)
-    example = within.value_rowids()
+    example = value_rowids(within.row_splits)
     position = within.flat_values[:, None] * size + tf.range(size, dtype=lengths.dtype)[None, :]
     valid = position < tf.gather(lengths, example)[:, None]
-    flat = tf.gather(x.row_starts(), example)[:, None] + position
-    total = tf.shape(x.flat_values, out_type=lengths.dtype)[0]
-    return tf.where(valid, flat, total), example, position, valid
-
-
-def _gather_rows(x, index):
-    """x.flat_values[index], with zeros where index is one past the end: (S, T, d)."""
-    padded = tf.concat([x.flat_values, tf.zeros_like(x.flat_values[:1])], 0)
-    return tf.gather(padded, index)
+    start = tf.gather(x.row_starts(), example)[:, None]
+    return start + tf.where(valid, position, 0), example, position, valid
 
 
 def _longest(lengths):
     return tf.reduce_max(tf.concat([lengths, tf.ones([1], lengths.dtype)], 0))
 
 
-def tile_sizes(input_lengths, query_lengths):
-    """The tile shape for this batch: (query positions, input positions), int64 scalars.
-
-    (TILE, TILE) when those tiles hold at most half the pairs that padding to the batch's
-    longest would; otherwise one tile per example, (longest query, longest input): the
-    padded layout itself. Chosen per batch without a `tf.cond`, whose two-branch gradient
-    cost more than the whole attention on small batches (measured on 2 CPU cores).
-    """
+def worth_tiling(input_lengths, query_lengths):
+    """Whether TILE x TILE tiles hold at most half the pairs that padding to the batch's
+    longest would (a boolean scalar, from the (batch,) int64 row lengths). Where they do
+    not, `keras_seqattn.ragged` attends the batch padded instead."""
     chunks = ((query_lengths + TILE - 1) // TILE) * ((input_lengths + TILE - 1) // TILE)
     tiled = tf.reduce_sum(chunks) * TILE * TILE
     longest_q, longest_e = _longest(query_lengths), _longest(input_lengths)
     padded = tf.size(query_lengths, out_type=tf.int64) * longest_q * longest_e
-    small = 2 * tiled <= padded
-    tile = tf.constant(TILE, tf.int64)
-    return tf.where(small, tile, longest_q), tf.where(small, tile, longest_e)
+    return 2 * tiled <= padded
+
+
+def _softmax_and_sum(scores, values, visible, tile_q, num_q):
+    """Per query chunk, the softmax over all its tiles' scores, times the tiles' values.
+
+    scores (S, Tq, Te) in float32/64, values (S, Te, d) in the compute dtype, visible
+    (S, Tq, Te) boolean, tile_q (S,) the query chunk of each tile, num_q the number of
+    query chunks. Returns (num_q, Tq, d). A query that sees nothing gets zeros.
+
+    Its own gradient, as flash attention writes it: with the normalised weights P kept
+    from the forward pass and G the upstream gradient, dV = P^T G and
+    dS = P * (G V^T - rowsum(G * O)). Two batched products and two elementwise passes over
+    the tiles, where TensorFlow's gradient of the max-shift, exp, masks, segment sums and
+    division took about ten (the cost of this path on small tiles).
+    """
+    dtype = scores.dtype
+    floor = tf.constant(np.finfo(dtype.as_numpy_dtype).min / 2, dtype)
+
+    @tf.custom_gradient
+    def core(scores, values):
+        scores = tf.where(visible, scores, floor)
+        # The shift of a softmax cancels: the chunk's maximum needs no gradient of its own.
+        top = tf.math.unsorted_segment_max(tf.reduce_max(scores, -1), tile_q, num_q)
+        exp = tf.where(visible, tf.exp(scores - tf.gather(top, tile_q)[:, :, None]), 0.0)
+        total = tf.math.unsorted_segment_sum(tf.reduce_sum(exp, -1), tile_q, num_q)
+        # A query that sees nothing has total 0: its weights, hence output, stay 0.
+        inverse = tf.where(total > 0, 1.0 / tf.where(total > 0, total, 1.0), 0.0)
+        p = exp * tf.gather(inverse, tile_q)[:, :, None]  # the weights, (S, Tq, Te)
+        weights = tf.cast(p, values.dtype)
+        out = tf.math.unsorted_segment_sum(tf.matmul(weights, values), tile_q, num_q)
+
+        def grad(upstream):
+            g = tf.gather(upstream, tile_q)  # (S, Tq, d)
+            d_values = tf.matmul(weights, g, transpose_a=True)
+            d_weights = tf.cast(tf.matmul(g, values, transpose_b=True), dtype)
+            row = tf.cast(tf.gather(tf.reduce_sum(upstream * out, -1), tile_q), dtype)
+            return p * (d_weights - row[:, :, None]), d_values
+
+        return out, grad
+
+    return core(scores, values)
 
 
 def attend_in_tiles(spec: TileSpec, inputs: tf.RaggedTensor, query: tf.RaggedTensor, sizes=None):
     """The layer's outputs for ragged `inputs` and `query`, ragged like `query`.
 
-    `sizes`: the tile shape (query positions, input positions); `tile_sizes` by default.
+    `sizes`: the tile shape (query positions, input positions), (TILE, TILE) by default
+    (tests force small tiles so that every example spans several).
     """
     input_lengths = tf.cast(inputs.row_lengths(), tf.int64)
     query_lengths = tf.cast(query.row_lengths(), tf.int64)
-    tq, te = tile_sizes(input_lengths, query_lengths) if sizes is None else sizes
+    tq, te = (TILE, TILE) if sizes is None else sizes
     tq, te = tf.cast(tq, tf.int64), tf.cast(te, tf.int64)
     e_index, _, e_pos, e_valid = _chunks(inputs, input_lengths, te)
     q_index, q_example, q_pos, _ = _chunks(query, query_lengths, tq)
@@ -128,12 +170,12 @@ def attend_in_tiles(spec: TileSpec, inputs: tf.RaggedTensor, query: tf.RaggedTen
             lo = tf.maximum(lo, (first_q - spec.window + 1) // te)
         hi = tf.maximum(hi, lo)
     tiles = tf.ragged.range(lo, hi)
-    tile_q = tiles.value_rowids()  # the query chunk of each tile
+    tile_q = value_rowids(tiles.row_splits)  # the query chunk of each tile
     tile_e = tf.gather(e_first_chunk, tile_q) + tiles.flat_values  # its input chunk
 
     # One gather per side, straight from the flat values (one gradient each).
-    e = _gather_rows(inputs, tf.gather(e_index, tile_e))
-    q = _gather_rows(query, tf.gather(q_index, tile_q))
+    e = tf.gather(inputs.flat_values, tf.gather(e_index, tile_e))
+    q = tf.gather(query.flat_values, tf.gather(q_index, tile_q))
     scores = spec.score_all(e, q)  # (S, T, T): [tile, query slot, input slot]
     dtype = scores.dtype
 
@@ -161,22 +203,11 @@ def attend_in_tiles(spec: TileSpec, inputs: tf.RaggedTensor, query: tf.RaggedTen
             scores / tf.gather(tf.broadcast_to(tf.sqrt(count), tf.shape(q_pos)), tile_q)[:, :, None]
         )
 
-    floor = tf.constant(np.finfo(dtype.as_numpy_dtype).min / 2, dtype)
-    scores = tf.where(visible, scores, floor)
-    # The shift of a softmax cancels: no gradient through the chunk's maximum.
-    top = tf.stop_gradient(tf.math.unsorted_segment_max(tf.reduce_max(scores, -1), tile_q, num_q))
-    exp = tf.exp(scores - tf.gather(top, tile_q)[:, :, None])
-    exp = tf.where(visible, exp, tf.zeros((), dtype))
-    total = tf.math.unsorted_segment_sum(tf.reduce_sum(exp, -1), tile_q, num_q)  # (Cq, T)
-    # A query that sees nothing has total 0: its weights, hence output, stay 0.
-    safe = tf.where(total > 0, total, tf.ones_like(total))
-    weights = exp / tf.gather(safe, tile_q)[:, :, None]
     values = tf.cast(e, spec.compute_dtype)
-    out = tf.matmul(tf.cast(weights, spec.compute_dtype), values)  # (S, T, d1)
-    out = tf.math.unsorted_segment_sum(out, tile_q, num_q)  # (Cq, T, d1)
+    out = _softmax_and_sum(scores, values, visible, tile_q, num_q)  # (Cq, T, d1)
 
     # Back to the query's flat values: slot (chunk, p % T) of each query position.
-    rows = query.value_rowids()
+    rows = value_rowids(query.row_splits)
     pos = tf.range(tf.shape(rows, out_type=rows.dtype)[0]) - tf.gather(query.row_starts(), rows)
     q_first_chunk = tf.cumsum((query_lengths + tq - 1) // tq, exclusive=True)
     slot = (tf.gather(q_first_chunk, rows) + pos // tq) * tq + pos % tq

@@ -1,13 +1,23 @@
 """The blocked additive scores equal the all-at-once ones, values and gradients, every backend."""
 
+import keras
 import numpy as np
 import pytest
 from gradients import value_and_grads
 from keras import ops
 
+from keras_seqattn import blocked as blocked_module
 from keras_seqattn.blocked import additive_scores
 
 pytestmark = pytest.mark.all_backends
+
+
+@pytest.fixture(params=["in blocks", "at once"])
+def way(request, monkeypatch):
+    # PyTorch forms small tensors at once (`ALL_AT_ONCE_BYTES`); test both ways everywhere.
+    limit = {} if request.param == "in blocks" else {keras.backend.backend(): 2**40}
+    monkeypatch.setattr(blocked_module, "ALL_AT_ONCE_BYTES", limit)
+    return request.param
 
 
 def all_at_once(query_proj, input_proj, score_vector):
@@ -28,7 +38,7 @@ def all_at_once(query_proj, input_proj, score_vector):
     ],
 )
 def test_blocked_scores_and_gradients_equal_the_all_at_once_computation(
-    query_shape, input_shape, vector_shape, per_block
+    query_shape, input_shape, vector_shape, per_block, way
 ):
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal(s).astype("float32") for s in (query_shape, input_shape)]
@@ -52,3 +62,15 @@ def test_blocked_scores_refuse_projections_of_different_units():
     pq, pe, v = np.zeros((1, 2, 4), "float32"), np.zeros((1, 3, 5), "float32"), np.zeros(4)
     with pytest.raises(ValueError, match="same, known last axis"):
         additive_scores(ops.convert_to_tensor(pq), ops.convert_to_tensor(pe), v)
+
+
+def test_only_pytorch_forms_the_whole_tensor_and_only_up_to_its_limit():
+    def small(m, n, units=64):
+        pq = ops.zeros((32, m, units))
+        pe = ops.zeros((32, n, units))
+        return blocked_module._small_enough(pq, pe, units)
+
+    on_torch = keras.backend.backend() == "torch"
+    # 32 x 128 x 128 x 64 float32: 128 MiB; 32 x 256 x 256 x 64: 512 MiB.
+    assert small(128, 128) == on_torch
+    assert not small(256, 256)
