@@ -679,3 +679,70 @@ def test_overview_reads_each_blob_of_a_step_once_even_when_read_ahead(provider, 
         again = dict(counting.reads)
         assert _overview(client, run="model", example="1", step=step)[0] == described
         assert counting.reads == again  # decoded and cached: nothing read twice
+
+
+class RecordingListings:
+    """The real data provider, recording the tags each blob listing asked for."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.asked: list = []
+
+    def list_blob_sequences(self, ctx, *, experiment_id, plugin_name, run_tag_filter=None):
+        tags = None if run_tag_filter is None else run_tag_filter.tags
+        self.asked.append(None if tags is None else sorted(tags))
+        return self._inner.list_blob_sequences(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_overview_lists_only_its_examples_tags_and_sees_new_ones_after_a_while(
+    tmp_path, monkeypatch
+):
+    import tensorflow as tf
+
+    from tb_plugin.summary import attention
+
+    logdir = str(tmp_path)
+    writer = tf.summary.create_file_writer(logdir + "/run")
+
+    def log(layers, step):
+        with writer.as_default():
+            for layer in layers:
+                for example in (0, 1):
+                    attention(f"{layer}/{example}", np.full((1, 2), 0.5), step=step)
+        writer.flush()
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    log(("a", "b"), 0)
+    multiplexer.Reload()
+    recording = RecordingListings(data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    client = _client(recording, logdir)
+    assert sorted(_json(client, "tags")["run"]) == ["a/0", "a/1", "b/0", "b/1"]
+    described, _ = _overview(client, run="run", example="1", step=0)
+    assert [layer["tag"] for layer in described["layers"]] == ["a/1", "b/1"]
+    # Only the example's tags were listed (a listing costs per tag), named by `tags`'s listing.
+    assert recording.asked[-1] == ["a/1", "b/1"]
+    # A layer that appears later: in the overview once the names are older than
+    # TAG_NAMES_SECONDS (the whole run is listed again then), or after a `tags` listing.
+    log(("c",), 0)
+    multiplexer.Reload()
+    monkeypatch.setattr(plugin, "TAG_NAMES_SECONDS", 0.0)
+    described, _ = _overview(client, run="run", example="1", step=0)
+    assert [layer["tag"] for layer in described["layers"]][-1] == "c/1"
+    assert recording.asked[-1] is None
+    monkeypatch.setattr(plugin, "TAG_NAMES_SECONDS", 3600.0)
+    log(("d",), 0)
+    multiplexer.Reload()
+    writer.close()
+    _json(client, "tags")
+    described, _ = _overview(client, run="run", example="0", step=0)
+    assert {layer["tag"] for layer in described["layers"]} == {"a/0", "b/0", "c/0", "d/0"}
+    assert recording.asked[-1] == ["a/0", "b/0", "c/0", "d/0"]
