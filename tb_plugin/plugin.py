@@ -200,7 +200,10 @@ class _ValueBudget:
 
 
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
+_warmers: concurrent.futures.ThreadPoolExecutor | None = None
 _readers_lock = threading.Lock()
+# Most headers of one tag that listing its steps reads ahead (the latest first).
+MAX_HEADERS_AHEAD = 1000
 
 
 def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
@@ -212,6 +215,17 @@ def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
                 max_workers=16, thread_name_prefix="attention-blob-reader"
             )
         return _readers
+
+
+def _header_warmers() -> concurrent.futures.ThreadPoolExecutor:
+    """Two threads that read headers ahead, apart from the readers requests wait on."""
+    global _warmers
+    with _readers_lock:
+        if _warmers is None:
+            _warmers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="attention-header-warmer"
+            )
+        return _warmers
 
 
 class AttentionPlugin(base_plugin.TBPlugin):
@@ -253,6 +267,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # The tag names of each run at its last full listing, with when that was:
         # {(experiment, run): (time.monotonic(), names)}.
         self._tag_names: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        # Header blobs being read ahead (see _read_headers_ahead), by (blob key, wall time).
+        self._headers_ahead: set[tuple[str, float]] = set()
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -409,7 +425,43 @@ class AttentionPlugin(base_plugin.TBPlugin):
             raise _RequestError(
                 404, f"no attention data for run {_shown(run)} and tag {_shown(tag)}"
             )
+        self._read_headers_ahead(ctx, series)
         return series
+
+    def _read_headers_ahead(self, ctx, series: list) -> None:
+        """Reads the headers of a tag's listed steps in the background (latest first).
+
+        Moving to a step then reads one blob (its values) instead of two: with the Rust data
+        server one gRPC read in a few is held back about 40 ms (see `_read_blobs`), so each
+        read a step move makes is a chance of that. Headers are small (labels, shape) and
+        kept (MAX_REMEMBERED_HEADERS); at most MAX_HEADERS_AHEAD per listing, on two
+        threads of their own, so that requests never queue behind them.
+        """
+        keys = []
+        with self._known_lock:
+            for datum in reversed(series):
+                if len(keys) >= MAX_HEADERS_AHEAD:
+                    break
+                if len(datum.values) != 2:
+                    continue
+                key = (datum.values[0].blob_key, datum.wall_time)
+                if key not in self._headers and key not in self._headers_ahead:
+                    self._headers_ahead.add(key)
+                    keys.append(key)
+
+        def read(key: tuple[str, float]) -> None:
+            try:
+                with self._known_lock:
+                    if key in self._headers:
+                        return
+                self._decode_header(key, self._read_blob(ctx, key[0]))
+            finally:
+                with self._known_lock:
+                    self._headers_ahead.discard(key)
+
+        warmers = _header_warmers()
+        for key in keys:
+            warmers.submit(read, key)
 
     def _read_blob(self, ctx, key: str) -> bytes | Exception:
         try:

@@ -746,3 +746,29 @@ def test_overview_lists_only_its_examples_tags_and_sees_new_ones_after_a_while(
     described, _ = _overview(client, run="run", example="0", step=0)
     assert {layer["tag"] for layer in described["layers"]} == {"a/0", "b/0", "c/0", "d/0"}
     assert recording.asked[-1] == ["a/0", "b/0", "c/0", "d/0"]
+
+
+def test_listing_a_tags_steps_reads_their_headers_ahead_so_a_step_move_reads_one_blob(
+    provider, logs
+):
+    import time
+
+    counting = CountingReads(provider)
+    client = _client(counting, logs.logdir)
+    steps = _json(client, "steps", run="train", tag="long/0")
+    assert len(steps) == len(logs.written["train"]["long/0"]) > 2
+    deadline = time.monotonic() + 30
+    while len(counting.reads) < len(steps) and time.monotonic() < deadline:
+        time.sleep(0.01)  # read in the background, on threads of their own
+    assert len(counting.reads) == len(steps)  # one header per step, each read once
+    assert set(counting.reads.values()) == {1}
+    for s, w in zip(steps, logs.written["train"]["long/0"], strict=True):
+        before = dict(counting.reads)
+        response = _get(client, "matrix", run="train", tag="long/0", step=s["step"], format="codes")
+        header, codes = parse_codes(response.get_data())
+        assert header["query_labels"] == w.query_labels and header["step"] == w.step
+        np.testing.assert_array_equal(
+            widen_codes(codes, header["encoding"]).reshape(header["shape"]), w.values32
+        )
+        new = [k for k, n in counting.reads.items() if n != before.get(k)]
+        assert len(new) == 1 and counting.reads[new[0]] == 1  # the values blob alone
