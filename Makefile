@@ -38,13 +38,17 @@ browser:
 	else $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium fonts-dejavu-core; fi
 
 # The whole suite on TensorFlow, then the tests marked `all_backends` on JAX and on
-# PyTorch (tests/conftest.py); each pass prints how long it took.
+# PyTorch (tests/conftest.py); each pass prints how long it took. Each pass runs on
+# TEST_WORKERS processes (pytest-xdist), a test file per process at a time, so that a
+# file's module fixtures (a trained model, a server) are built once.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile
 test: install browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	KERAS_BACKEND=tensorflow $(PY) -m pytest
-	KERAS_BACKEND=jax $(PY) -m pytest -m all_backends
-	KERAS_BACKEND=torch $(PY) -m pytest -m all_backends
+	KERAS_BACKEND=tensorflow $(PY) -m pytest $(XDIST)
+	KERAS_BACKEND=jax $(PY) -m pytest $(XDIST) -m all_backends
+	KERAS_BACKEND=torch $(PY) -m pytest $(XDIST) -m all_backends
 
 lint: install
 	$(PY) -m ruff check .

@@ -10,8 +10,9 @@ tab would show). For the same softmax matrices, 128 x 128 and 1024 x 1024, this 
    order-0 entropy of the 4-decimal codes (the floor for independent weights);
 2. latency of the backend, with a browser's `Accept-Encoding: gzip`: opening a tag (ours:
    `matrix` of the latest step; the Images tab: its `images` listing, then the latest
-   `individualImage`), and moving to another step (ours: `matrix?step=S`, binary or
-   JSON; the Images tab: `individualImage`); (a) through
+   `individualImage`), and moving to another step (ours: `matrix?step=S`, in the codes
+   form the tab fetches (uint16 codes), the float32 binary form, or JSON; the Images tab:
+   `individualImage`); (a) through
    TensorBoard's own WSGI app in process (Python loader, `werkzeug.test.Client`), and
    (b) over HTTP from a real `tensorboard` with its default Rust data server. Ours and
    the peer alternate, repeated; medians and the ratio of medians are printed;
@@ -19,7 +20,8 @@ tab would show). For the same softmax matrices, 128 x 128 and 1024 x 1024, this 
    2 probe examples, 64 x 64 matrices, at --big-steps steps (500 by default), read by a
    real TensorBoard under each loader (`--samples_per_plugin attention=0`): `tags` after
    the first listing, and `overview` (one step of all 24 layers of one example, the tab's
-   overview grid) at random steps; the targets are absolute (1 s and 200 ms);
+   overview grid, in the codes form the tab fetches) at random steps; the targets are
+   absolute (1 s and 200 ms);
 4. memory: six concurrent `matrix` JSON requests for a 2048 x 2048 matrix, the growth of
    the server's peak resident memory (VmHWM);
 5. if benchmarks/plugin_browser.py is present (the frontend's part), its `main(logdir)`
@@ -82,8 +84,8 @@ def runs(n: int, repeats: int) -> int:
 
 def steps_for(n: int, repeats: int) -> int:
     """Steps written per size: step 0 for warm-ups, then one fresh step per timed request
-    of each of the two cold cases (binary and JSON), so that no cache serves them."""
-    return 2 * runs(n, repeats) + 1
+    of each of the three cold cases (codes, binary and JSON), so that no cache serves them."""
+    return 3 * runs(n, repeats) + 1
 
 
 RUN = "bench"
@@ -265,18 +267,23 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
     for n in SIZES:
         count = runs(n, repeats)
         listing, _ = image_listing(fetch, n)
-        fresh_binary = list(range(1, count + 1))
-        fresh_json = list(range(count + 1, 2 * count + 1))
+        fresh_codes = list(range(1, count + 1))
+        fresh_binary = list(range(count + 1, 2 * count + 1))
+        fresh_json = list(range(2 * count + 1, 3 * count + 1))
         # name: (request of the i-th round, peer's name)
         cases = {
-            "ours binary, open": (lambda i, n=n: ours_first(fetch, n, "binary"), "Images, open"),
+            "ours codes, open": (lambda i, n=n: ours_first(fetch, n, "codes"), "Images, open"),
             "Images, open": (lambda i, n=n: images_first(fetch, n), "Images, open"),
-            "ours binary, step": (
-                lambda i, n=n, s=fresh_binary: ours_step(fetch, n, "binary", s[i]),
+            "ours codes, step": (
+                lambda i, n=n, s=fresh_codes: ours_step(fetch, n, "codes", s[i]),
                 "Images, step",
             ),
-            "ours binary, again": (
-                lambda i, n=n: ours_step(fetch, n, "binary", 0),
+            "ours codes, again": (
+                lambda i, n=n: ours_step(fetch, n, "codes", 0),
+                "Images, step",
+            ),
+            "ours binary, step": (
+                lambda i, n=n, s=fresh_binary: ours_step(fetch, n, "binary", s[i]),
                 "Images, step",
             ),
             "ours json, step": (
@@ -291,8 +298,9 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
         times: dict[str, list[float]] = {name: [] for name in cases}
         sizes: dict[str, int] = {}
         # Warm-up (imports, tables, listed steps), all on step 0.
-        ours_first(fetch, n, "binary")
+        ours_first(fetch, n, "codes")
         images_first(fetch, n)
+        ours_step(fetch, n, "codes", 0)
         ours_step(fetch, n, "binary", 0)
         ours_step(fetch, n, "json", 0)
         images_step(fetch, n, 0, listing)
@@ -311,9 +319,9 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
 
 def print_latency(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
-    print(f"{'matrix':>10} {'case':<18} {'median ms':>10} {'bytes':>11} {'ratio':>7} {'runs':>5}")
+    print(f"{'matrix':>10} {'case':<19} {'median ms':>10} {'bytes':>11} {'ratio':>7} {'runs':>5}")
     for size, name, ms, nbytes, ratio, count in rows:
-        print(f"{size:>10} {name:<18} {ms:>10.2f} {nbytes:>11,} {ratio:>7.2f} {count:>5}")
+        print(f"{size:>10} {name:<19} {ms:>10.2f} {nbytes:>11,} {ratio:>7.2f} {count:>5}")
 
 
 # The scale of issue 9: what AttentionLogger writes for a 24-layer model.
@@ -381,7 +389,12 @@ def scale_rows(logdir: str, steps: int, repeats: int) -> list[tuple]:
                 server.get("data/plugin/attention/tags")
                 tags_ms.append((time.perf_counter() - t0) * 1000)
                 query = urllib.parse.urlencode(
-                    {"run": BIG_RUN, "example": i % BIG_EXAMPLES, "step": rng.integers(steps)}
+                    {
+                        "run": BIG_RUN,
+                        "example": i % BIG_EXAMPLES,
+                        "step": rng.integers(steps),
+                        "format": "codes",
+                    }
                 )
                 t0 = time.perf_counter()
                 status, body, _ = server.get("data/plugin/attention/overview?" + query)

@@ -19,7 +19,7 @@ draw), re-painting it from the cache, and the longest main-thread task meanwhile
 
 The overview of a transformer (issue 10): a second logdir, run "transformer", written here
 like the logger writes it: 24 layers x 12 heads x 2 probe examples x 500 steps of 64 x 64
-self-attention matrices (about 2.2 GB; --transformer-steps and friends make it smaller), with
+self-attention matrices (about 0.95 GB; --transformer-steps and friends make it smaller), with
 each layer's mean_entropy scalar, beside a small run "a_small" that the tab opens first. One
 TensorBoard (Rust data server) serves it. Measured in the attention tab, in overview mode:
 - choosing the run "transformer" until its overview (288 thumbnails and 24 entropy lines)

@@ -4,9 +4,10 @@ Routes, under `/data/plugin/attention/` (documented in the README):
 
 * `tags`: `{run: {tag: {description, max_step, num_steps, shape, heads}}}`
 * `steps?run=R&tag=T`: `[{step, wall_time}, ...]`, ascending
-* `matrix?run=R&tag=T[&step=S][&format=json|binary|csv]`: one stored matrix
-* `overview?run=R&example=E[&step=S]`: one step of every layer of probe example E, in
-  one binary answer (JSON description, then float32 values)
+* `matrix?run=R&tag=T[&step=S][&format=json|binary|codes|csv]`: one stored matrix
+* `overview?run=R&example=E[&step=S][&format=binary|codes]`: one step of every layer of
+  probe example E, in one binary answer (JSON description, then float32 values, or with
+  `codes` the stored uint16 codes, half the bytes, which the frontend widens itself)
 * `entropy?run=R`: `{layer: [[step, mean entropy], ...]}` from the logger's scalars
 * anything else: a file of `static/` named exactly as in a listing of that folder.
 
@@ -23,6 +24,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,10 @@ MAX_CACHED_CODES = 32 << 20
 # Most values one `overview` answer may hold (32 MiB of float32, e.g. 24 layers x 12
 # heads of 170 x 170); beyond it the answer is 413, so that one request's cost is bounded.
 MAX_OVERVIEW_VALUES = 1 << 23
+# How long the tag names of a run, from its last full listing, stand for the run's tags
+# when `overview` lists only one example's tags (the tab re-reads `tags`, a full listing,
+# every 5 s): a tag that appears later shows in the overview within this time.
+TAG_NAMES_SECONDS = 5.0
 # Most points per layer that `entropy` returns (TensorBoard downsamples beyond it).
 MAX_ENTROPY_POINTS = 10_000
 # The scalar the logger writes per layer, `<layer key>/mean_entropy`, by `tf.summary.scalar`
@@ -64,7 +70,8 @@ _STATIC_TYPES = {
     ".css": "text/css",
 }
 
-FORMATS = ("json", "binary", "csv")
+FORMATS = ("json", "binary", "codes", "csv")
+OVERVIEW_FORMATS = ("binary", "codes")
 # Values that all requests together may be decoding and formatting at once (about 2x the
 # largest matrix): see _ValueBudget.
 MAX_VALUES_IN_FLIGHT = 2 * codec.MAX_VALUES
@@ -132,13 +139,13 @@ def _parse_step(text: str | None) -> int | None:
     return int(text)
 
 
-def _parse_format(text: str | None) -> str:
+def _parse_format(text: str | None, formats: tuple[str, ...] = FORMATS) -> str:
     if text is None:
-        return "json"
-    if text not in FORMATS:
+        return formats[0]
+    if text not in formats:
         raise _RequestError(
             400,
-            f"query parameter 'format': expected one of {', '.join(FORMATS)}, got {_shown(text)}",
+            f"query parameter 'format': expected one of {', '.join(formats)}, got {_shown(text)}",
         )
     return text
 
@@ -243,6 +250,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # between steps (the slider, the overview grid) then decodes each step once.
         self._values: dict[tuple[str, float], codec.Values] = {}
         self._values_codes = 0
+        # The tag names of each run at its last full listing, with when that was:
+        # {(experiment, run): (time.monotonic(), names)}.
+        self._tag_names: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
 
     def get_plugin_apps(self) -> dict[str, Callable]:
         return {
@@ -286,7 +296,17 @@ class AttentionPlugin(base_plugin.TBPlugin):
                     key = (experiment, run, tag)
                     self._known.pop(key, None)  # re-inserted: now the most recent
                     self._known[key] = {datum.step: datum for datum in series}
-                    self._versions.pop(key, None)
+                    # What a listing would say of this tag if nothing changed since: then
+                    # `tags` and `overview` need not read its steps again (after `steps`
+                    # read them for the slider, say). A listing that says otherwise makes
+                    # them read again, so a wrong guess costs a read, never stale data.
+                    if series:
+                        self._versions[key] = (
+                            max(datum.step for datum in series),
+                            max(datum.wall_time for datum in series),
+                        )
+                    else:
+                        self._versions.pop(key, None)
             total = sum(len(steps) for steps in self._known.values())
             while total > MAX_REMEMBERED_STEPS and len(self._known) > 1:
                 key = next(iter(self._known))
@@ -340,6 +360,13 @@ class AttentionPlugin(base_plugin.TBPlugin):
         )
         result: dict[str, dict[str, Any]] = {}
         with self._known_lock:
+            if run_tag_filter is None or run_tag_filter.tags is None:
+                now = time.monotonic()
+                for run, tags in listing.items():
+                    if run_tag_filter is None or run in (run_tag_filter.runs or ()):
+                        self._tag_names[(experiment, run)] = (now, frozenset(tags))
+                while len(self._tag_names) > MAX_REMEMBERED_HEADERS:
+                    self._tag_names.pop(next(iter(self._tag_names)))
             for run, tags in listing.items():
                 for tag, series in tags.items():
                     key = (experiment, run, tag)
@@ -384,22 +411,33 @@ class AttentionPlugin(base_plugin.TBPlugin):
             )
         return series
 
-    def _read_blobs(self, ctx, blob_keys: list[str]) -> list[bytes | Exception]:
+    def _read_blob(self, ctx, key: str) -> bytes | Exception:
+        try:
+            return self._data_provider.read_blob(ctx, blob_key=key)
+        except Exception as err:  # noqa: BLE001 - handed to the caller to judge
+            return err
+
+    def _start_reads(self, ctx, blob_keys: list[str]) -> dict[str, concurrent.futures.Future]:
+        """Starts reading blobs on the shared reader threads: {blob key: future}."""
+        pool = _blob_readers()
+        return {key: pool.submit(self._read_blob, ctx, key) for key in dict.fromkeys(blob_keys)}
+
+    def _read_blobs(
+        self, ctx, blob_keys: list[str], started: dict[str, concurrent.futures.Future] | None = None
+    ) -> list[bytes | Exception]:
         """Reads blobs concurrently; each result is the blob or the exception it raised.
 
-        With the Rust data server every read is a gRPC round trip (tens of ms here), so
-        reading the blobs of a request one after the other would add those up.
+        With the Rust data server every read is a gRPC round trip, and one in a few takes
+        about 40 ms more than the others (as seen here: a small answer held back until the
+        previous packet is acknowledged), so reading the blobs of a request one after the
+        other would add those up. `started`: reads already under way (from `_start_reads`).
         """
-
-        def read(key: str) -> bytes | Exception:
-            try:
-                return self._data_provider.read_blob(ctx, blob_key=key)
-            except Exception as err:  # noqa: BLE001 - handed to the caller to judge
-                return err
-
-        if len(blob_keys) <= 1:
-            return [read(key) for key in blob_keys]
-        return list(_blob_readers().map(read, blob_keys))
+        started = dict(started or {})
+        missing = [key for key in blob_keys if key not in started]
+        if len(missing) == 1 and len(blob_keys) == 1:
+            return [self._read_blob(ctx, missing[0])]
+        started.update(self._start_reads(ctx, missing))
+        return [started[key].result() for key in blob_keys]
 
     def _decoded_headers(self, ctx, data: list) -> list[codec.Header | Exception]:
         """The decoded header of each datum's step, or the error that prevented it.
@@ -435,13 +473,16 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 self._headers.pop(next(iter(self._headers)))
         return header
 
-    def _load_steps(self, ctx, data: list) -> list[tuple[Any, Any]]:
+    def _load_steps(
+        self, ctx, data: list, started: dict[str, concurrent.futures.Future] | None = None
+    ) -> list[tuple[Any, Any]]:
         """(header, values) of each datum (one step's two blob references).
 
         All blobs that are not cached are read in one concurrent batch. Each of the pair is
         the decoded object, or the exception that prevented it (so one bad tag never
         fails the others); values come as a `codec.Values` when cached, else as the raw
-        blob, decoded by `_decode_values` under the values budget.
+        blob, decoded by `_decode_values` under the values budget. `started`: blob reads
+        already under way (`_start_reads`), used instead of reading those blobs again.
         """
         wanted: list[str] = []
         with self._known_lock:
@@ -455,7 +496,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 if values is None:
                     wanted.append(values_key)
                 plans.append((datum.wall_time, header_key, header, values_key, values))
-        blobs = dict(zip(wanted, self._read_blobs(ctx, wanted), strict=True))
+        blobs = dict(zip(wanted, self._read_blobs(ctx, wanted, started), strict=True))
         result = []
         for wall_time, header_key, header, values_key, values in plans:
             if header is None:
@@ -587,6 +628,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             if fmt == "binary":
                 body = responses.binary_body(described, [values.float32()])
                 return http_util.Respond(request, body, "application/octet-stream")
+            if fmt == "codes":
+                body = responses.codes_body({**described, "encoding": values.encoding}, [values])
+                return http_util.Respond(request, body, "application/octet-stream")
             if fmt == "csv":
                 filename = responses.safe_filename("attention", run, tag, f"step{datum.step}")
                 return http_util.Respond(
@@ -608,14 +652,61 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"example's index, without '/'), got {_shown(example)}",
             )
         step = _parse_step(request.args.get("step"))
+        fmt = _parse_format(request.args.get("format"), OVERVIEW_FORMATS)
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
-        body = self._overview(ctx, experiment, run, example, step)
+        body = self._overview(ctx, experiment, run, example, step, fmt)
         return http_util.Respond(request, body, "application/octet-stream")
 
-    def _overview(self, ctx, experiment: str, run: str, example: str, step: int | None) -> bytes:
+    def _prefetch_example(
+        self, ctx, experiment: str, run: str, suffix: str, step: int
+    ) -> dict[str, concurrent.futures.Future]:
+        """Starts reading the blobs of `step` of the example's tags as last listed.
+
+        The listing that `overview` makes first is a gRPC round trip of its own with the
+        Rust data server (often ~40 ms); reading the blobs the step had at the previous
+        listing meanwhile overlaps the two. The listing still decides what is served:
+        a blob read here that it no longer names is dropped.
+        """
+        keys = []
+        with self._known_lock:
+            for (known_experiment, known_run, tag), by_step in self._known.items():
+                if known_experiment != experiment or known_run != run:
+                    continue
+                if not tag.endswith(suffix) or len(tag) <= len(suffix):
+                    continue
+                datum = by_step.get(step)
+                if datum is None or len(datum.values) != 2:
+                    continue
+                header_key, values_key = (ref.blob_key for ref in datum.values)
+                if (header_key, datum.wall_time) not in self._headers:
+                    keys.append(header_key)
+                if (values_key, datum.wall_time) not in self._values:
+                    keys.append(values_key)
+        return self._start_reads(ctx, keys) if keys else {}
+
+    def _example_filter(self, experiment: str, run: str, suffix: str) -> provider.RunTagFilter:
+        """What `overview` lists: the example's tags, or the whole run when not known.
+
+        Listing costs per tag (the Python loader sizes every step of every listed tag, 0.2 s
+        for 48 tags x 500 steps): the example's tags are half of a run with two probe
+        examples. Their names come from the run's last full listing while it is recent
+        (TAG_NAMES_SECONDS); else the whole run is listed, which renews them.
+        """
+        with self._known_lock:
+            seen, names = self._tag_names.get((experiment, run), (None, frozenset()))
+        if seen is None or time.monotonic() - seen > TAG_NAMES_SECONDS:
+            return provider.RunTagFilter(runs=[run])
+        tags = sorted(t for t in names if t.endswith(suffix) and len(t) > len(suffix))
+        return provider.RunTagFilter(runs=[run], tags=tags or None)
+
+    def _overview(
+        self, ctx, experiment: str, run: str, example: str, step: int | None, fmt: str = "binary"
+    ) -> bytes:
         suffix = "/" + example
-        listed = self._listing(ctx, experiment, provider.RunTagFilter(runs=[run])).get(run, {})
+        started = {} if step is None else self._prefetch_example(ctx, experiment, run, suffix, step)
+        listed = self._listing(ctx, experiment, self._example_filter(experiment, run, suffix))
+        listed = listed.get(run, {})
         candidates = {
             tag: entry
             for tag, entry in listed.items()
@@ -656,7 +747,7 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 f"query parameter 'step': no step {step} for run {_shown(run)} and "
                 f"example {_shown(example)}",
             )
-        loaded = self._load_steps(ctx, [d for _, d in shown])
+        loaded = self._load_steps(ctx, [d for _, d in shown], started)
         layers = []
         for (tag, datum), (header, blob) in zip(shown, loaded, strict=True):
             if isinstance(header, Exception):
@@ -678,7 +769,8 @@ class AttentionPlugin(base_plugin.TBPlugin):
             for tag, datum, header, blob in layers:
                 key = (datum.values[1].blob_key, datum.wall_time)
                 try:
-                    values = self._decode_values(key, header, blob).float32()
+                    decoded = self._decode_values(key, header, blob)
+                    values = decoded if fmt == "codes" else decoded.float32()
                 except Exception as err:  # noqa: BLE001 - one bad tag never fails the others
                     problems.append({"tag": tag, "error": f"{type(err).__name__}: {err}"})
                     continue
@@ -693,10 +785,11 @@ class AttentionPlugin(base_plugin.TBPlugin):
                         "query_labels": list(header.query_labels),
                         "description": readable[tag].description,
                         "offset": offset,
+                        **({"encoding": decoded.encoding} if fmt == "codes" else {}),
                     }
                 )
-                arrays.append(values.reshape(-1))
-                offset += values.size
+                arrays.append(values)
+                offset += header.size
             problems.sort(key=lambda e: e["tag"])
             overview = {
                 "run": run,
@@ -706,7 +799,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
                 "missing": missing,
                 "errors": problems,
             }
-            return responses.binary_body(overview, arrays)
+            if fmt == "codes":
+                return responses.codes_body(overview, arrays)
+            return responses.binary_body(overview, [a.reshape(-1) for a in arrays])
 
     @_json_errors
     def _serve_entropy(self, request):

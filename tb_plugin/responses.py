@@ -9,6 +9,12 @@ API (README, "The HTTP API") promises:
 * binary: a little-endian uint32 `L`, `L` bytes of UTF-8 JSON, zero padding to a multiple
   of 4 bytes, then little-endian float32 values (one matrix, or the `overview`'s layers
   one after another);
+* codes: the binary form's frame with the stored values instead of float32s: each
+  matrix's uint16 codes, little-endian, and its `"encoding"` in the JSON saying what they
+  mean (`"decimal4"`: the weight is code / 10000; `"float16"`: the bits of a float16).
+  Exact (the stored values themselves) at half the binary form's bytes; the frontend
+  widens them to float32 with a table of every code's value (tb_plugin/static/matrix.js),
+  the same float32 as the binary form sends;
 * CSV: a header row `[head,]query,<input labels>`, then one row per (head and) query with
   6 significant digits.
 
@@ -86,6 +92,15 @@ def binary_body(described: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     padding = b"\0" * (-(4 + len(header)) % 4)
     parts = [struct.pack("<I", len(header)), header, padding]
     parts.extend(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
+    return b"".join(parts)
+
+
+def codes_body(described: dict[str, Any], values: list[codec.Values]) -> bytes:
+    """The codes form: uint32 length, UTF-8 JSON, zero padding to 4 bytes, uint16 codes."""
+    header = dumps(described).encode("utf-8")
+    padding = b"\0" * (-(4 + len(header)) % 4)
+    parts = [struct.pack("<I", len(header)), header, padding]
+    parts.extend(np.ascontiguousarray(v.codes, dtype="<u2").tobytes() for v in values)
     return b"".join(parts)
 
 

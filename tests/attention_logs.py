@@ -260,6 +260,40 @@ def parse_binary(body: bytes) -> tuple[dict, np.ndarray]:
     return header, values.reshape(header["shape"])
 
 
+def widen_codes(codes: np.ndarray, encoding: str) -> np.ndarray:
+    """The float32 values of stored codes, by NumPy alone (README, "The HTTP API")."""
+    if encoding == "decimal4":
+        assert int(codes.max(initial=0)) <= 10_000
+        return codes.astype(np.float32) / np.float32(10_000)
+    assert encoding == "float16"
+    return codes.astype("<u2").view("<f2").astype(np.float32)
+
+
+def parse_codes(body: bytes) -> tuple[dict, np.ndarray]:
+    """Reads the codes form of `matrix` and `overview`: header JSON, padding, uint16 codes."""
+    (length,) = struct.unpack_from("<I", body, 0)
+    header = json.loads(body[4 : 4 + length].decode("utf-8"))
+    start = 4 + length + (-(4 + length) % 4)
+    assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
+    return header, np.frombuffer(body, dtype="<u2", offset=start)
+
+
+def check_codes_overview(codes_body: bytes, binary_body: bytes) -> None:
+    """Asserts the codes form of an `overview` answer says what its float32 form says."""
+    described, codes = parse_codes(codes_body)
+    expected, values = parse_overview(binary_body)
+    for entry in described["layers"]:
+        assert entry.pop("encoding") in ("decimal4", "float16")
+    assert described == expected
+    parsed, _ = parse_codes(codes_body)
+    widened = [
+        widen_codes(codes[e["offset"] : e["offset"] + int(np.prod(e["shape"]))], e["encoding"])
+        for e in parsed["layers"]
+    ]
+    assert sum(w.size for w in widened) == codes.size == values.size
+    np.testing.assert_array_equal(np.concatenate(widened or [np.zeros(0, np.float32)]), values)
+
+
 def check_csv(text: str, w: Written) -> None:
     """Asserts the CSV form of `matrix` holds `w`'s labels and values (6 digits)."""
     rows = list(csv.reader(io.StringIO(text)))

@@ -250,6 +250,44 @@ def test_colours_are_matplotlibs_viridis(page, servers):
     assert np.abs(np.subtract(cell_rgb(frame, *LOW), viridis[0])).max() <= 2
 
 
+def test_codes_widen_in_the_browser_to_numpys_float32_of_every_code(page, servers):
+    frame = open_tab(page, servers[0])
+    widen = """async (_, [encoding, codes]) => {
+        const { decodeCodes } = await import('./matrix.js');
+        const buffer = new Uint16Array(codes).buffer;
+        return Array.from(decodeCodes(buffer, new DataView(buffer), 0, codes.length, encoding));
+    }"""
+    canvas = frame.locator("#heatmap")
+    decimal4 = np.arange(10_001)
+    got = np.array(canvas.evaluate(widen, ["decimal4", decimal4.tolist()]), dtype=np.float32)
+    np.testing.assert_array_equal(got, decimal4.astype(np.float32) / np.float32(10_000))
+    # Every finite float16 (the writer never stores inf or NaN), subnormals and -0 included.
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    bits = bits[np.isfinite(bits.view(np.float16))]
+    got = np.array(canvas.evaluate(widen, ["float16", bits.tolist()]), dtype=np.float32)
+    expected = bits.view(np.float16).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+def test_codes_and_float32_forms_of_a_route_decode_to_the_same_matrix(page, servers):
+    frame = open_tab(page, servers[0])
+    both = """async (_, tag) => {
+        const { parseMatrixBinary } = await import('./matrix.js');
+        const get = async (format) => parseMatrixBinary(await (await fetch(
+            `./matrix?run=train&tag=${encodeURIComponent(tag)}&format=${format}`)).arrayBuffer());
+        const [codes, floats] = [await get('codes'), await get('binary')];
+        return [Array.from(codes.values), Array.from(floats.values), codes.queryLabels,
+                floats.queryLabels, codes.bytes, floats.bytes];
+    }"""
+    for tag in (TAG, HEADS_TAG, BIG_TAG):
+        codes, floats, labels_c, labels_f, bytes_c, bytes_f = frame.locator("#heatmap").evaluate(
+            both, tag
+        )
+        assert codes == floats and labels_c == labels_f
+        # The cache counts what a matrix holds in memory: its float32 values, either way.
+        assert 4 * len(codes) < bytes_c <= bytes_f + 64
+
+
 def test_slider_moves_through_steps(page, servers):
     frame = open_tab(page, servers[0])
     before = canvas_pixels(frame)

@@ -17,11 +17,14 @@ from attention_logs import (
     HIDDEN_TAGS,
     MODEL_STEPS,
     VISIBLE_TAGS,
+    check_codes_overview,
     check_csv,
     check_overview,
     expected_json,
     parse_binary,
+    parse_codes,
     parse_overview,
+    widen_codes,
     write_logs,
 )
 from tb_server import TensorBoardServer
@@ -112,6 +115,14 @@ def test_matrix_binary_and_csv(server, logs):
             )
             assert status == 200 and headers["Content-Type"].startswith("text/csv")
             check_csv(body.decode("utf-8"), w)
+            status, body, headers = server.get(
+                _url("matrix", run="train", tag=tag, step=w.step, format="codes")
+            )
+            assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+            header, codes = parse_codes(body)
+            assert header["query_labels"] == w.query_labels
+            widened = widen_codes(codes, header["encoding"]).reshape(header["shape"])
+            np.testing.assert_array_equal(widened, w.values32)
 
 
 def test_overview_of_each_example_and_step(server, logs):
@@ -126,6 +137,9 @@ def test_overview_of_each_example_and_step(server, logs):
             check_overview(
                 described, values, logs, example, MODEL_STEPS[-1] if step is None else step
             )
+            status, codes, _ = server.get(_url("overview", format="codes", **params))
+            assert status == 200
+            check_codes_overview(codes, body)
 
 
 def test_entropy_series_and_the_tab_only_for_attention_data(server, logs):

@@ -19,11 +19,14 @@ from attention_logs import (
     MODEL_BAD_TAGS,
     MODEL_STEPS,
     VISIBLE_TAGS,
+    check_codes_overview,
     check_csv,
     check_overview,
     expected_json,
     parse_binary,
+    parse_codes,
     parse_overview,
+    widen_codes,
     write_logs,
 )
 from tensorboard.backend import application
@@ -182,6 +185,28 @@ def test_matrix_binary_layout(client, logs):
             np.testing.assert_array_equal(values, w.values32)
 
 
+def test_matrix_codes_are_the_stored_codes_and_widen_to_the_binary_values(client, logs):
+    encodings = set()
+    for tag in ("encoder/attn/0", "decoder/heads/0", "edges/0"):
+        for w in logs.written["train"][tag]:
+            response = _get(client, "matrix", run="train", tag=tag, step=w.step, format="codes")
+            assert response.status_code == 200
+            assert response.mimetype == "application/octet-stream"
+            header, codes = parse_codes(response.get_data())
+            encoding = header.pop("encoding")
+            encodings.add(encoding)
+            expected = expected_json(w)
+            del expected["values"]
+            assert {k: v for k, v in header.items() if k != "wall_time"} == expected
+            assert codes.size == w.values.size
+            widened = widen_codes(codes, encoding)
+            binary = _get(client, "matrix", run="train", tag=tag, step=w.step, format="binary")
+            np.testing.assert_array_equal(widened.reshape(w.values.shape), w.values32)
+            np.testing.assert_array_equal(widened, parse_binary(binary.get_data())[1].ravel())
+    # Weights in [0, 1] and raw scores: both encodings are served.
+    assert encodings == {"decimal4", "float16"}
+
+
 def test_matrix_csv_export(client, logs):
     for tag in ("encoder/attn/0", "decoder/heads/0", "edges/0"):
         for w in logs.written["train"][tag]:
@@ -224,6 +249,19 @@ def test_overview_without_step_shows_the_latest_step_of_that_example(client, log
         described, values = _overview(client, run="model", example=example)
         assert described["step"] == MODEL_STEPS[-1]
         check_overview(described, values, logs, example, MODEL_STEPS[-1])
+
+
+def test_overview_codes_form_says_what_the_float32_form_says(client, logs):
+    for example in ("0", "1"):
+        for step in MODEL_STEPS:
+            params = {"run": "model", "example": example, "step": step}
+            codes = _get(client, "overview", format="codes", **params)
+            binary = _get(client, "overview", format="binary", **params)
+            assert codes.status_code == binary.status_code == 200
+            assert len(codes.get_data()) < len(binary.get_data())
+            check_codes_overview(codes.get_data(), binary.get_data())
+            # The default form is the float32 one (clients written before the codes form).
+            assert _get(client, "overview", **params).get_data() == binary.get_data()
 
 
 def test_overview_reports_bad_tags_without_hiding_the_good_ones(client):
@@ -423,6 +461,10 @@ BAD_REQUESTS = [
     ("overview?run=model&example=0&step=abc", 400),
     ("overview?run=model&example=0&step=" + "9" * 40, 400),
     ("overview?run=model&example=0&step=5", 404),
+    ("overview?run=model&example=0&format=json", 400),
+    ("overview?run=model&example=0&format=", 400),
+    ("overview?run=model&example=0&format=CODES", 400),
+    ("matrix?run=train&tag=corrupt/0&format=codes", 404),
     ("overview?run=model&example=7", 404),
     ("overview?run=nope&example=0", 404),
     ("overview?run=scalars_only&example=0", 404),
@@ -450,7 +492,10 @@ def test_error_messages_name_the_parameter_and_what_came(client):
     body = json.loads(_get(client, "matrix", run="train", tag="long/0", step=99).get_data())
     assert "no step 99" in body["error"] and "from 0 to 11" in body["error"]
     body = json.loads(_get(client, "matrix", run="train", tag="long/0", format="xml").get_data())
-    assert "'format'" in body["error"] and "json, binary, csv" in body["error"]
+    assert "'format'" in body["error"] and "json, binary, codes, csv" in body["error"]
+    body = json.loads(_get(client, "overview", run="model", example="0", format="csv").get_data())
+    assert "'format'" in body["error"] and "binary, codes" in body["error"]
+    assert "'csv'" in body["error"]
     body = json.loads(_get(client, "steps", run="train").get_data())
     assert "'tag'" in body["error"]
 
@@ -597,3 +642,107 @@ def test_tags_and_overview_read_the_steps_again_only_when_a_tag_changed(tmp_path
     assert (tags["a/0"]["num_steps"], tags["b/0"]["max_step"]) == (5, 4)
     described, _ = _overview(client, run="run", example="0")
     assert described["step"] == 4 and counting.listings == 2
+    # The slider's `steps` reads one tag's steps; the overview after it reads none again.
+    assert len(_json(client, "steps", run="run", tag="a/0")) == 5
+    assert counting.listings == 3
+    described, _ = _overview(client, run="run", example="0", step=3)
+    assert described["step"] == 3 and counting.listings == 3
+
+
+class CountingReads:
+    """The real data provider, counting the blobs read, by key."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.reads: dict[str, int] = {}
+
+    def read_blob(self, ctx, blob_key):
+        self.reads[blob_key] = self.reads.get(blob_key, 0) + 1
+        return self._inner.read_blob(ctx, blob_key=blob_key)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_overview_reads_each_blob_of_a_step_once_even_when_read_ahead(provider, logs):
+    # The blobs a step had at the last listing are read while the listing is made again;
+    # what the listing then names is served, each blob read once, the same as without.
+    counting = CountingReads(provider)
+    client = _client(counting, logs.logdir)
+    _json(client, "tags")
+    for step in MODEL_STEPS:
+        before = dict(counting.reads)
+        described, values = _overview(client, run="model", example="1", step=step)
+        check_overview(described, values, logs, "1", step)
+        new = {k: n - before.get(k, 0) for k, n in counting.reads.items() if n != before.get(k)}
+        assert new and set(new.values()) == {1}
+        again = dict(counting.reads)
+        assert _overview(client, run="model", example="1", step=step)[0] == described
+        assert counting.reads == again  # decoded and cached: nothing read twice
+
+
+class RecordingListings:
+    """The real data provider, recording the tags each blob listing asked for."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.asked: list = []
+
+    def list_blob_sequences(self, ctx, *, experiment_id, plugin_name, run_tag_filter=None):
+        tags = None if run_tag_filter is None else run_tag_filter.tags
+        self.asked.append(None if tags is None else sorted(tags))
+        return self._inner.list_blob_sequences(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_overview_lists_only_its_examples_tags_and_sees_new_ones_after_a_while(
+    tmp_path, monkeypatch
+):
+    import tensorflow as tf
+
+    from tb_plugin.summary import attention
+
+    logdir = str(tmp_path)
+    writer = tf.summary.create_file_writer(logdir + "/run")
+
+    def log(layers, step):
+        with writer.as_default():
+            for layer in layers:
+                for example in (0, 1):
+                    attention(f"{layer}/{example}", np.full((1, 2), 0.5), step=step)
+        writer.flush()
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"attention": 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    log(("a", "b"), 0)
+    multiplexer.Reload()
+    recording = RecordingListings(data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    client = _client(recording, logdir)
+    assert sorted(_json(client, "tags")["run"]) == ["a/0", "a/1", "b/0", "b/1"]
+    described, _ = _overview(client, run="run", example="1", step=0)
+    assert [layer["tag"] for layer in described["layers"]] == ["a/1", "b/1"]
+    # Only the example's tags were listed (a listing costs per tag), named by `tags`'s listing.
+    assert recording.asked[-1] == ["a/1", "b/1"]
+    # A layer that appears later: in the overview once the names are older than
+    # TAG_NAMES_SECONDS (the whole run is listed again then), or after a `tags` listing.
+    log(("c",), 0)
+    multiplexer.Reload()
+    monkeypatch.setattr(plugin, "TAG_NAMES_SECONDS", 0.0)
+    described, _ = _overview(client, run="run", example="1", step=0)
+    assert [layer["tag"] for layer in described["layers"]][-1] == "c/1"
+    assert recording.asked[-1] is None
+    monkeypatch.setattr(plugin, "TAG_NAMES_SECONDS", 3600.0)
+    log(("d",), 0)
+    multiplexer.Reload()
+    writer.close()
+    _json(client, "tags")
+    described, _ = _overview(client, run="run", example="0", step=0)
+    assert {layer["tag"] for layer in described["layers"]} == {"a/0", "b/0", "c/0", "d/0"}
+    assert recording.asked[-1] == ["a/0", "b/0", "c/0", "d/0"]

@@ -32,6 +32,7 @@ import { Panel, alignLayouts, layoutPanel } from "./panel.js";
 
 export const POLL_MS = 5000; // how often ./tags is re-read so that new steps appear during training
 const PLAY_MS = 450; // pause between two frames of the step animation
+const PREFETCH_AFTER_MS = 150; // a rest on a step after which the overview reads its neighbours
 
 export class AttentionApp {
   constructor(host) {
@@ -648,14 +649,23 @@ export class AttentionApp {
     text += " · hover a cell to enlarge it, click it for details";
     this.setStatus(text);
     this.root.dataset.state = "ready";
-    // A whole model's step is one large answer (4.7 MB for 24 layers x 12 heads of 64 x 64)
-    // that the server needs a few hundred milliseconds to gather: fetch the neighbouring
-    // steps meanwhile, so that playback and the slider's arrow keys find them ready.
-    const neighbours = this.playing ? [1] : [1, -1];
-    for (const offset of neighbours) {
-      const next = this.steps[this.stepIndex + offset];
-      if (next) loadOverview(run, example, next.step).catch(() => {});
-    }
+    // A whole model's step is one large answer (2.4 MB of codes for 24 layers x 12 heads of
+    // 64 x 64) that the server needs a hundred milliseconds or more to gather: fetch the
+    // neighbouring steps meanwhile, so that playback and the slider's arrow keys find them
+    // ready. During playback at once; otherwise once the view has rested on this step for
+    // PREFETCH_AFTER_MS, so that dragging the slider across many steps does not make the
+    // server gather neighbours nobody looks at while the step wanted next waits behind them.
+    clearTimeout(this.prefetchTimer);
+    const index = this.stepIndex;
+    const prefetch = () => {
+      if (this.mode !== "overview" || run !== this.run || index !== this.stepIndex) return;
+      for (const offset of this.playing ? [1] : [1, -1]) {
+        const next = this.steps[index + offset];
+        if (next) loadOverview(run, example, next.step).catch(() => {});
+      }
+    };
+    if (this.playing) prefetch();
+    else this.prefetchTimer = setTimeout(prefetch, PREFETCH_AFTER_MS);
   }
 
   /** The run's mean-entropy lines, re-read when the tag list changes (new steps). */

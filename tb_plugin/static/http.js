@@ -4,8 +4,10 @@
 
 import { parseMatrixBinary, parseOverviewBinary } from "./matrix.js";
 
-// Decoded matrices and overviews kept, in bytes of their binary responses. Scrubbing 500
-// steps of an overview of 24 layers x 12 heads of 64 x 64 (4.7 MB a step) keeps the last ~40.
+// Decoded matrices and overviews kept, in bytes of their float32 values. Scrubbing 500 steps
+// of an overview of 24 layers x 12 heads of 64 x 64 (4.7 MB a step) keeps the last ~40. Both
+// are fetched in the routes' "codes" form (the stored uint16 codes: half the bytes of float32
+// on the wire, widened exactly to float32 here).
 export const CACHE_BYTES = 192 * 1024 * 1024;
 
 export function query(params) {
@@ -80,14 +82,14 @@ async function getBinary(url, parse) {
 /** One run/tag/step matrix, decoded ({step, heads, rows, cols, values, labels}). */
 export function loadMatrix(run, tag, step) {
   return cached(JSON.stringify(["matrix", run, tag, step]), () =>
-    getBinary(`./matrix?${query({ run, tag, step, format: "binary" })}`, parseMatrixBinary),
+    getBinary(`./matrix?${query({ run, tag, step, format: "codes" })}`, parseMatrixBinary),
   );
 }
 
 /** Every layer of one probe example at one step (the latest when step is null). */
 export function loadOverview(run, example, step) {
   return cached(JSON.stringify(["overview", run, example, step]), () =>
-    getBinary(`./overview?${query({ run, example, step })}`, parseOverviewBinary),
+    getBinary(`./overview?${query({ run, example, step, format: "codes" })}`, parseOverviewBinary),
   );
 }
 

@@ -30,6 +30,51 @@ function floats(buffer, view, offset, count) {
   return values;
 }
 
+// The value of every stored code, by encoding (tb_plugin/codec.py): "decimal4" codes are
+// round(w * 10000), read back as the float32 nearest to code / 10000 (Math.fround of the
+// double quotient is that float32 for every code 0..10000, as tests/test_browser.py checks
+// against NumPy); "float16" codes are the bits of a float16, which a float32 holds exactly.
+const codeTables = new Map();
+
+function codeTable(encoding) {
+  let table = codeTables.get(encoding);
+  if (table) return table;
+  if (encoding === "decimal4") {
+    table = new Float32Array(10001);
+    for (let k = 0; k <= 10000; k++) table[k] = k / 10000;
+  } else if (encoding === "float16") {
+    table = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits++) {
+      const sign = bits & 0x8000 ? -1 : 1;
+      const exponent = (bits >> 10) & 0x1f;
+      const fraction = bits & 0x3ff;
+      if (exponent === 0) table[bits] = sign * fraction * 2 ** -24;
+      else if (exponent === 31) table[bits] = fraction ? NaN : sign * Infinity;
+      else table[bits] = sign * (1024 + fraction) * 2 ** (exponent - 25);
+    }
+  } else {
+    throw new Error(`unknown value encoding ${JSON.stringify(encoding)}`);
+  }
+  codeTables.set(encoding, table);
+  return table;
+}
+
+/** Widens count uint16 LE codes at byte offset to float32 values through the code table. */
+export function decodeCodes(buffer, view, offset, count, encoding) {
+  if (offset + count * 2 > buffer.byteLength) {
+    throw new Error(`values truncated: expected ${count} uint16 codes`);
+  }
+  const table = codeTable(encoding);
+  const values = new Float32Array(count);
+  if (LITTLE_ENDIAN && offset % 2 === 0) {
+    const codes = new Uint16Array(buffer, offset, count);
+    for (let i = 0; i < count; i++) values[i] = table[codes[i]];
+  } else {
+    for (let i = 0; i < count; i++) values[i] = table[view.getUint16(offset + 2 * i, true)];
+  }
+  return values;
+}
+
 /** {heads, rows, cols} of a [rows, cols] or [heads, rows, cols] shape; throws otherwise. */
 function dims(shape) {
   if (!Array.isArray(shape) || shape.length < 2 || shape.length > 3) {
@@ -62,16 +107,22 @@ function labelled(described, shape, values) {
   };
 }
 
-/** Decodes the binary form of GET matrix (README, "The HTTP API"). */
+/**
+ * Decodes the binary or codes form of GET matrix (README, "The HTTP API"): the codes form says
+ * its "encoding". `bytes`: what the decoded matrix holds in memory (for the cache's bound).
+ */
 export function parseMatrixBinary(buffer) {
   const { header, view, offset } = readFrame(buffer);
   const { heads, rows, cols } = dims(header.shape);
-  const values = floats(buffer, view, offset, heads * rows * cols);
+  const count = heads * rows * cols;
+  const values = header.encoding
+    ? decodeCodes(buffer, view, offset, count, header.encoding)
+    : floats(buffer, view, offset, count);
   return {
     step: header.step,
     wallTime: header.wall_time,
     ...labelled(header, header.shape, values),
-    bytes: buffer.byteLength,
+    bytes: header.encoding ? offset + 4 * count : buffer.byteLength,
   };
 }
 
@@ -82,9 +133,17 @@ export function parseMatrixBinary(buffer) {
  */
 export function parseOverviewBinary(buffer) {
   const { header, view, offset } = readFrame(buffer);
+  let decoded = 0; // bytes of float32 values made from codes
   const layers = (header.layers || []).map((layer) => {
     const { heads, rows, cols } = dims(layer.shape);
-    const values = floats(buffer, view, offset + 4 * layer.offset, heads * rows * cols);
+    const count = heads * rows * cols;
+    let values;
+    if (layer.encoding) {
+      values = decodeCodes(buffer, view, offset + 2 * layer.offset, count, layer.encoding);
+      decoded += 4 * count;
+    } else {
+      values = floats(buffer, view, offset + 4 * layer.offset, count);
+    }
     return {
       tag: String(layer.tag),
       layer: String(layer.layer),
@@ -101,7 +160,8 @@ export function parseOverviewBinary(buffer) {
     layers,
     missing: header.missing || [],
     errors: header.errors || [],
-    bytes: buffer.byteLength,
+    // In memory: the float32 values (the codes' buffer is dropped once widened).
+    bytes: decoded ? offset + decoded : buffer.byteLength,
   };
 }
 
