@@ -19,6 +19,9 @@ Cases:
   four length distributions: "skewed" (mostly 8 to 32, 1 in 8 of the full 128; target
   0.35, for "dot", "bilinear" and "additive"), "uniform" (100 to 128; target 1.05), "one
   long" (8 to 32 and one of 128) and "all short" (8 to 32) (targets 1.0, "bilinear").
+  One "(info)" row times the uniform batch's padded, masked step traced for (batch, None, d)
+  shapes against the same step with its static shapes: what a padded length unknown until
+  run time costs by itself (the ragged path pads inside the graph, so it always pays it).
 
 - "multi-head": SequenceAttention("dot", multi_head=True, score_rescaling="dim_sqrt") on
   projected (batch, time, heads, head size) query, key and value tensors (8 heads of 8,
@@ -152,6 +155,23 @@ def ragged_cases(rng):
                 peer_label="ours padded+mask",
             )
         )
+        if name == "uniform":
+            # What an unknown padded length costs by itself: the padded, masked step traced
+            # for (batch, None, d), as a ragged batch padded inside the graph must be.
+            unknown = [tf.TensorSpec((BATCH, None, D)), tf.TensorSpec((BATCH, None, D))]
+            unknown += [tf.TensorSpec((BATCH, None), tf.bool)] * 2
+            cases.append(
+                Case(
+                    f"ragged, {name}: padded with unknown length, {scoring} (info)",
+                    None,
+                    training_step(forward, weights, False, signature=unknown),
+                    training_step(forward, weights, False),
+                    (in_p, q_p, in_m, q_m),
+                    (in_p, q_p, in_m, q_m),
+                    ours_label="padded, (b, None, d)",
+                    peer_label="padded, static",
+                )
+            )
     return cases
 
 

@@ -16,11 +16,12 @@ batch padded to its longest (`_padded_outputs`, which skips re-zeroing the zero 
 and masking padded queries, whose outputs it drops). The cond is not free: measured on
 2 CPU cores it adds about a millisecond per training step (its two-branch gradient and the
 untaken branch's operations), a tenth or more of a small batch's step. And a ragged batch
-padded here has a shape unknown until run time, which costs about 5 to 10% against the same
-padded batch given with static shapes (benchmarks/layer.py, "ragged, uniform" and "ragged,
-all short"). With weights or dropout, both ragged batches are split into a short and a
-long group, each padded to its own longest, when that halves the padded work
-(`_attend_in_two_groups`).
+padded here has a shape unknown until run time, which costs about 10% against the same
+padded batch given with static shapes (benchmarks/layer.py, the "padded with unknown length"
+row). So an even or all-short ragged batch still costs more than the same batch padded and
+masked by its caller (README, "Ragged batches"). With weights or dropout, both ragged
+batches are split into a short and a long group, each padded to its own longest, when that
+halves the padded work (`_attend_in_two_groups`).
 
 Limits: one ragged dimension (the time axis); no `tf.distribute` strategy with several
 replicas (Keras's distributed `fit` cannot take ragged batches, NOTES §2).
