@@ -26,26 +26,36 @@ def ragged_batch(seed, d1=6, d2=6):
     return e, q
 
 
+def flat_outputs(layer, e_values, q_values, lengths, ragged):
+    """The layer's outputs of the real queries, flat: on the ragged batch, or on the same
+    batch padded, with masks."""
+    input_lengths, query_lengths = lengths
+    e = tf.RaggedTensor.from_row_lengths(e_values, input_lengths)
+    q = tf.RaggedTensor.from_row_lengths(q_values, query_lengths)
+    if ragged:
+        return layer(e, q).flat_values
+    pe, pq = e.to_tensor(), q.to_tensor()
+    masks = [
+        tf.sequence_mask(input_lengths, tf.shape(pe)[1]),
+        tf.sequence_mask(query_lengths, tf.shape(pq)[1]),
+    ]
+    dense = layer(pe, pq, mask=masks)
+    return tf.RaggedTensor.from_tensor(dense, lengths=query_lengths).flat_values
+
+
 def outputs_and_grads(layer, e_values, q_values, ragged, sizes=None):
     """Outputs (flat, per real query) and gradients w.r.t. inputs, query and weights."""
     e_values, q_values = tf.constant(e_values), tf.constant(q_values)
     with tf.GradientTape() as tape:
         tape.watch([e_values, q_values])
-        e = tf.RaggedTensor.from_row_lengths(e_values, INPUT_LENGTHS)
-        q = tf.RaggedTensor.from_row_lengths(q_values, QUERY_LENGTHS)
         if ragged and sizes is not None:
+            e = tf.RaggedTensor.from_row_lengths(e_values, INPUT_LENGTHS)
+            q = tf.RaggedTensor.from_row_lengths(q_values, QUERY_LENGTHS)
             spec = ragged_tiles.TileSpec(**layer._tile_options(training=False))
             out = ragged_tiles.attend_in_tiles(spec, e, q, sizes=sizes).flat_values
-        elif ragged:
-            out = layer(e, q).flat_values
         else:
-            pe, pq = e.to_tensor(), q.to_tensor()
-            masks = [
-                tf.sequence_mask(INPUT_LENGTHS, tf.shape(pe)[1]),
-                tf.sequence_mask(QUERY_LENGTHS, tf.shape(pq)[1]),
-            ]
-            dense = layer(pe, pq, mask=masks)
-            out = tf.RaggedTensor.from_tensor(dense, lengths=QUERY_LENGTHS).flat_values
+            lengths = (INPUT_LENGTHS, QUERY_LENGTHS)
+            out = flat_outputs(layer, e_values, q_values, lengths, ragged)
         weights = np.random.default_rng(5).standard_normal(out.shape).astype("float32")
         loss = tf.reduce_sum(out * weights)
     grads = tape.gradient(loss, [e_values, q_values, *layer.trainable_variables])
@@ -119,18 +129,7 @@ def layer_outputs_and_grads(layer, lengths, ragged, compiled, seed=0):
     def step(e_values, q_values):
         with tf.GradientTape() as tape:
             tape.watch([e_values, q_values])
-            e = tf.RaggedTensor.from_row_lengths(e_values, input_lengths)
-            q = tf.RaggedTensor.from_row_lengths(q_values, query_lengths)
-            if ragged:
-                out = layer(e, q).flat_values
-            else:
-                pe, pq = e.to_tensor(), q.to_tensor()
-                masks = [
-                    tf.sequence_mask(input_lengths, tf.shape(pe)[1]),
-                    tf.sequence_mask(query_lengths, tf.shape(pq)[1]),
-                ]
-                dense = layer(pe, pq, mask=masks)
-                out = tf.RaggedTensor.from_tensor(dense, lengths=query_lengths).flat_values
+            out = flat_outputs(layer, e_values, q_values, lengths, ragged)
             loss = tf.reduce_sum(out * upstream)
         grads = tape.gradient(loss, [e_values, q_values, *layer.trainable_variables])
         return [out] + [tf.convert_to_tensor(g) for g in grads]
