@@ -11,12 +11,13 @@ self-attention matrix whose labels are thinned.
 Checked: the overview grid (one cell per layer and head, in the model's order), hover
 enlargement, click-through to the detail view, the step slider and playback driving the grid,
 the entropy lines and their step marks, token highlight in the detail and compare panels (also
-with thinned labels), max of the heads and attention rollout against NumPy, SVG export, CSV
-escaping, and the bidi and long-label cases.
+with thinned labels), max of the heads and attention rollout against NumPy, SVG export, the
+overview's PNG and SVG export, CSV escaping, and the bidi and long-label cases.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import os
@@ -26,6 +27,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from browser import chromium_path, launch_chromium
+from PIL import Image
 from tb_server import TensorBoardServer
 
 pytestmark = [
@@ -502,6 +504,66 @@ def test_svg_export_has_vector_cells_text_tokens_and_a_colour_bar(page, server):
         assert inputs == TOKENS[0] and queries == TARGETS[0]
         assert len(panel.findall(".//svg:text[@class='tick']", ns)) >= 2
     assert root.find("svg:g/svg:g/svg:defs/svg:linearGradient", ns) is not None
+
+
+def test_overview_exports_the_grid_as_png_and_svg_but_not_csv(page, server):
+    frame = open_overview(page, server)
+    assert frame.locator("#export-png").is_visible()
+    assert frame.locator("#export-svg").is_visible()
+    assert frame.locator("#export-csv").is_hidden()  # a grid of heads is not one table
+    with page.expect_download() as download_info:
+        frame.locator("#export-svg").click()
+    download = download_info.value
+    assert download.suggested_filename == f"attention_overview_train_example0_step{STEPS[-1]}.svg"
+    with open(download.path(), encoding="utf-8") as f:
+        root = ET.fromstring(f.read())
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    href = "{http://www.w3.org/1999/xlink}href"
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    title = root.find("svg:title", ns).text
+    assert "train" in title and f"step {STEPS[-1]}" in title
+    layers = root.findall("svg:g[@data-role='layer']", ns)
+    assert [g.find("svg:text[@class='layer-name']", ns).text for g in layers] == [
+        key for key, _, _ in LAYERS
+    ]
+    # One embedded PNG per cell, each at its thumbnail's drawn size.
+    images = root.findall(".//svg:image", ns)
+    assert len(images) == CELLS
+    assert all(image.get(href).startswith("data:image/png;base64,") for image in images)
+    for g, (_, heads, _) in zip(layers, LAYERS, strict=True):
+        assert [int(i.get("data-head")) for i in g.findall("svg:image", ns)] == list(range(heads))
+    thumbs = frame.locator("#overview .thumb")
+    for image, thumb in zip(images, thumbs.all(), strict=True):
+        box = thumb.bounding_box()
+        assert float(image.get("width")) == pytest.approx(box["width"], abs=0.5)
+        assert float(image.get("height")) == pytest.approx(box["height"], abs=0.5)
+    heads = [t.text for t in root.findall("svg:text[@class='head-label']", ns)]
+    assert heads == [f"head {h}" for h in range(max(h for _, h, _ in LAYERS))]
+    # The cross layer's head 1: its PNG's greenest pixel is at the largest weight (own scale).
+    cross = layers[2].findall("svg:image", ns)[1].get(href)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(cross.split(",", 1)[1]))))
+    green = pixels[:, :, 1]
+    weights = stored(layer_weights(STEPS[-1], 0, 2)[0][1])
+    rows, cols = green.shape
+    centres = green[(np.arange(4) * 2 + 1) * rows // 8][:, (np.arange(5) * 2 + 1) * cols // 10]
+    assert centres.flat[np.argmax(weights)] == centres.max() > centres.min() + 150
+    assert centres.flat[np.argmin(weights)] == centres.min()
+
+    with page.expect_download() as download_info:
+        frame.locator("#export-png").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".png")
+    picture = Image.open(download.path())
+    picture.load()
+    # At 2x: wide enough for every head's column, tall enough for every layer's row, plus
+    # room for the labels (not a page's worth).
+    width, height = picture.size
+    boxes = [thumb.bounding_box() for thumb in thumbs.all()]
+    cells_width = max(b["x"] + b["width"] for b in boxes) - min(b["x"] for b in boxes)
+    first = [boxes[sum(h for _, h, _ in LAYERS[:k])] for k in range(len(LAYERS))]
+    rows_height = sum(b["height"] for b in first)
+    assert 2 * cells_width < width < 2 * (cells_width + 400)
+    assert 2 * rows_height < height < 2 * (rows_height + 400)
 
 
 def test_csv_export_makes_formula_tokens_safe(page, server):

@@ -13,7 +13,7 @@ import {
   save,
 } from "./dom.js";
 import { emptyState } from "./empty.js";
-import { composePng, composeSvg, matrixCsv } from "./export.js";
+import { composeGridPng, composeGridSvg, composePng, composeSvg, matrixCsv } from "./export.js";
 import { getJson, loadEntropy, loadMatrix, loadOverview, query } from "./http.js";
 import {
   examplesOf,
@@ -458,7 +458,8 @@ export class AttentionApp {
     this.compareField.hidden = overview || !this.compare;
     this.headHelp.hidden = overview || !this.headHelp.textContent;
     if (overview) this.headField.hidden = true;
-    for (const button of [this.exportPng, this.exportSvg, this.exportCsv]) button.hidden = overview;
+    // The overview grid exports as PNG and SVG (export.js, composeGrid*); a grid is no table.
+    this.exportCsv.hidden = overview;
     this.view.hidden = overview;
     this.overview.root.hidden = !overview;
     this.hideTooltip();
@@ -856,7 +857,28 @@ export class AttentionApp {
     return this.panels.filter((p) => p.spec);
   }
 
+  /** The overview grid's file name and heading: run, example, step and colour scale. */
+  gridHeading() {
+    const grid = this.overview.snapshot();
+    if (!grid) return null;
+    const example = grid.example; // the painted one, not a choice still loading
+    const scale = this.scale === "unit" ? "all heads on 0–1" : "each head on its own min–max";
+    return {
+      grid,
+      heading: `${this.run} · example ${example} · step ${grid.step} · viridis, ${scale}`,
+      stem: safeFileName(`attention_overview_${this.run}_example${example}_step${grid.step}`),
+    };
+  }
+
   downloadPng() {
+    if (this.mode === "overview") {
+      const shown = this.gridHeading();
+      if (!shown) return;
+      composeGridPng(shown.grid, shown.heading).toBlob((blob) => {
+        if (blob) save(URL.createObjectURL(blob), `${shown.stem}.png`, true);
+      }, "image/png");
+      return;
+    }
     const panels = this.shownPanels();
     if (!panels.length) return;
     composePng(panels, `${this.run} · ${this.tag}`).toBlob((blob) => {
@@ -865,6 +887,13 @@ export class AttentionApp {
   }
 
   downloadSvg() {
+    if (this.mode === "overview") {
+      const shown = this.gridHeading();
+      if (!shown) return;
+      const blob = new Blob([composeGridSvg(shown.grid, shown.heading)], { type: "image/svg+xml" });
+      save(URL.createObjectURL(blob), `${shown.stem}.svg`, true);
+      return;
+    }
     const panels = this.shownPanels();
     if (!panels.length) return;
     const text = composeSvg(panels, `${this.run} · ${this.tag}`);

@@ -234,3 +234,132 @@ export function matrixCsv(matrix) {
   }
   return lines.join("\n") + "\n";
 }
+
+// ---- the overview grid (PNG and SVG)
+//
+// The grid has no colour bar to export: each thumbnail is on its own min-max scale (or all on
+// 0-1), which the heading says. In the SVG each cell is a PNG image (a data URL) at twice its
+// drawn size rather than vector rects: 24 layers x 12 heads of 64 x 64 would be a million
+// rects. Layer names and head labels are real text. No CSV: a grid of heads is not one table
+// (the detail view's CSV exports a layer with all its heads).
+
+const GRID_LABEL_MAX = 360; // the layer names' column at most, CSS pixels (longer names are cut)
+const GRID_HEADS_H = 18; // the head labels' line
+const GRID_ROW_MIN = 30; // a row holds its layer's name and shape
+const GRID_ROW_GAP = 8;
+const SMALL_FONT = '11px "DejaVu Sans", "Helvetica Neue", Arial, sans-serif';
+
+/** Where everything of a grid snapshot (Overview.snapshot) goes, in CSS pixels. */
+function gridLayout(grid) {
+  const widest = Math.max(100, ...grid.layers.map((l) => textWidth(displayLabel(l.name))));
+  const labelWidth = Math.ceil(Math.min(GRID_LABEL_MAX, widest + 12));
+  const cellsLeft = MARGIN + labelWidth;
+  const width = cellsLeft + grid.maxHeads * grid.slot - grid.gap + MARGIN;
+  let y = MARGIN + HEADER + GRID_HEADS_H;
+  const rows = grid.layers.map((layer) => {
+    const top = y;
+    y += Math.max(layer.h, GRID_ROW_MIN) + GRID_ROW_GAP;
+    return { layer, top };
+  });
+  const height = y - GRID_ROW_GAP + MARGIN;
+  return { width, height, labelWidth, cellsLeft, headsTop: MARGIN + HEADER, rows };
+}
+
+/** Draws head `head` of a layer's atlas at x, y, w x h of ctx (at scale device pixels per px). */
+function drawCell(ctx, layer, head, x, y, w, h, scale) {
+  // As the grid draws it: sharp squares when enlarged, averaged neighbours when shrunk.
+  ctx.imageSmoothingEnabled = w * scale < layer.cols || h * scale < layer.rows;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(layer.atlas, head * layer.cols, 0, layer.cols, layer.rows, x, y, w, h);
+}
+
+/** The overview grid as one canvas, scale x CSS pixels: heading, head labels, layers, cells. */
+export function composeGridPng(grid, heading, scale = 2) {
+  const layout = gridLayout(grid);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.ceil(layout.width * scale);
+  canvas.height = Math.ceil(layout.height * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.scale(scale, scale);
+  ctx.direction = "ltr";
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, layout.width, layout.height);
+  ctx.fillStyle = "#202124";
+  ctx.textBaseline = "top";
+  ctx.font = `bold ${LABEL_FONT}`;
+  ctx.fillText(fitText(ctx, heading, layout.width - 2 * MARGIN), MARGIN, MARGIN);
+  ctx.font = SMALL_FONT;
+  ctx.textAlign = "center";
+  for (let h = 0; h < grid.maxHeads; h++) {
+    ctx.fillText(`head ${h}`, layout.cellsLeft + h * grid.slot + grid.thumb / 2, layout.headsTop);
+  }
+  ctx.textAlign = "left";
+  for (const { layer, top } of layout.rows) {
+    ctx.font = LABEL_FONT;
+    ctx.fillText(fitText(ctx, displayLabel(layer.name), layout.labelWidth - 8), MARGIN, top);
+    ctx.font = SMALL_FONT;
+    ctx.fillText(layer.shape, MARGIN, top + 15);
+    for (let head = 0; head < layer.heads; head++) {
+      drawCell(ctx, layer, head, layout.cellsLeft + head * grid.slot, top, layer.w, layer.h, scale);
+    }
+  }
+  return canvas;
+}
+
+const XLINK_NS = "http://www.w3.org/1999/xlink";
+
+/** One head of a layer as a PNG data URL, scale x its drawn size. */
+function cellDataUrl(layer, head, scale) {
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(layer.w * scale);
+  canvas.height = Math.round(layer.h * scale);
+  drawCell(canvas.getContext("2d"), layer, head, 0, 0, canvas.width, canvas.height, 1);
+  return canvas.toDataURL("image/png");
+}
+
+/** The overview grid as an SVG document (a string): cells as PNG images, labels as text. */
+export function composeGridSvg(grid, heading, scale = 2) {
+  const layout = gridLayout(grid);
+  const { width, height } = layout;
+  const root = svg("svg", {
+    xmlns: SVG_NS,
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    "font-family": FONT_FAMILY,
+    "font-size": 12,
+    fill: "#202124",
+    direction: "ltr",
+  });
+  root.setAttributeNS("http://www.w3.org/2000/xmlns/", "xmlns:xlink", XLINK_NS);
+  root.append(svg("title", {}, heading));
+  root.append(svg("rect", { width, height, fill: "#ffffff" }));
+  root.append(svg("text", { x: MARGIN, y: MARGIN + 12, "font-weight": "bold", class: "heading" }, heading));
+  for (let h = 0; h < grid.maxHeads; h++) {
+    const x = round(layout.cellsLeft + h * grid.slot + grid.thumb / 2);
+    const attrs = { x, y: layout.headsTop + 11, "text-anchor": "middle", "font-size": 11 };
+    root.append(svg("text", { ...attrs, class: "head-label" }, `head ${h}`));
+  }
+  for (const { layer, top } of layout.rows) {
+    const g = svg("g", { "data-role": "layer", "data-layer": layer.name });
+    const name = fitLabel(displayLabel(layer.name), layout.labelWidth - 8);
+    g.append(
+      svg("text", { x: MARGIN, y: top + 12, class: "layer-name" }, name),
+      svg("text", { x: MARGIN, y: top + 27, "font-size": 11, class: "layer-shape" }, layer.shape),
+    );
+    for (let head = 0; head < layer.heads; head++) {
+      const image = svg("image", {
+        x: layout.cellsLeft + head * grid.slot,
+        y: top,
+        width: layer.w,
+        height: layer.h,
+        preserveAspectRatio: "none",
+        "data-head": head,
+      });
+      image.setAttributeNS(XLINK_NS, "xlink:href", cellDataUrl(layer, head, scale));
+      g.append(image);
+    }
+    root.append(g);
+  }
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(root);
+}

@@ -327,6 +327,27 @@ export class Overview {
     });
   }
 
+  /**
+   * What the grid shows now, for export.js (composeGridPng, composeGridSvg): per layer its name,
+   * shape text, heads, thumbnail size (CSS pixels) and atlas (every head's matrix as pixels,
+   * side by side); null before the first paint.
+   */
+  snapshot() {
+    if (!this.data) return null;
+    const layers = this.data.layers.map((matrix, k) => ({
+      name: matrix.layer,
+      shape: `${matrix.heads > 1 ? `${matrix.heads} × ` : ""}${matrix.rows} × ${matrix.cols}`,
+      heads: matrix.heads,
+      rows: matrix.rows,
+      cols: matrix.cols,
+      w: this.rows[k].w,
+      h: this.rows[k].h,
+      atlas: this.rows[k].atlas,
+    }));
+    const maxHeads = Math.max(1, ...layers.map((l) => l.heads));
+    return { layers, maxHeads, slot: SLOT, gap: GAP, thumb: THUMB, step: this.data.step, example: this.data.example };
+  }
+
   hover(event) {
     const cell = event.target.closest(".thumb");
     if (!cell) {
