@@ -250,11 +250,13 @@ const GRID_ROW_GAP = 8;
 const SMALL_FONT = '11px "DejaVu Sans", "Helvetica Neue", Arial, sans-serif';
 
 /** Where everything of a grid snapshot (Overview.snapshot) goes, in CSS pixels. */
-function gridLayout(grid) {
+function gridLayout(grid, heading) {
   const widest = Math.max(100, ...grid.layers.map((l) => textWidth(displayLabel(l.name))));
   const labelWidth = Math.ceil(Math.min(GRID_LABEL_MAX, widest + 12));
   const cellsLeft = MARGIN + labelWidth;
-  const width = cellsLeft + grid.maxHeads * grid.slot - grid.gap + MARGIN;
+  // Wide enough for the heading too (bold is at most ~15% wider than the measured font).
+  const cellsRight = cellsLeft + grid.maxHeads * grid.slot - grid.gap + MARGIN;
+  const width = Math.max(cellsRight, Math.ceil(textWidth(heading) * 1.15) + 2 * MARGIN);
   let y = MARGIN + HEADER + GRID_HEADS_H;
   const rows = grid.layers.map((layer) => {
     const top = y;
@@ -275,7 +277,7 @@ function drawCell(ctx, layer, head, x, y, w, h, scale) {
 
 /** The overview grid as one canvas, scale x CSS pixels: heading, head labels, layers, cells. */
 export function composeGridPng(grid, heading, scale = 2) {
-  const layout = gridLayout(grid);
+  const layout = gridLayout(grid, heading);
   const canvas = document.createElement("canvas");
   canvas.width = Math.ceil(layout.width * scale);
   canvas.height = Math.ceil(layout.height * scale);
@@ -319,7 +321,7 @@ function cellDataUrl(layer, head, scale) {
 
 /** The overview grid as an SVG document (a string): cells as PNG images, labels as text. */
 export function composeGridSvg(grid, heading, scale = 2) {
-  const layout = gridLayout(grid);
+  const layout = gridLayout(grid, heading);
   const { width, height } = layout;
   const root = svg("svg", {
     xmlns: SVG_NS,
