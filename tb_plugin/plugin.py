@@ -199,33 +199,30 @@ class _ValueBudget:
                 self._ready.notify_all()
 
 
-_readers: concurrent.futures.ThreadPoolExecutor | None = None
-_warmers: concurrent.futures.ThreadPoolExecutor | None = None
-_readers_lock = threading.Lock()
+_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 # Most headers of one tag that listing its steps reads ahead (the latest first).
 MAX_HEADERS_AHEAD = 1000
 
 
-def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that read blobs concurrently, shared by all requests, made on first use."""
-    global _readers
-    with _readers_lock:
-        if _readers is None:
-            _readers = concurrent.futures.ThreadPoolExecutor(
-                max_workers=16, thread_name_prefix="attention-blob-reader"
+def _pool(name: str, workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The process's thread pool called `name`, shared by all requests, made on first use."""
+    with _pools_lock:
+        if name not in _pools:
+            _pools[name] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=name
             )
-        return _readers
+        return _pools[name]
+
+
+def _blob_readers() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that read blobs concurrently."""
+    return _pool("attention-blob-reader", 16)
 
 
 def _header_warmers() -> concurrent.futures.ThreadPoolExecutor:
     """Two threads that read headers ahead, apart from the readers requests wait on."""
-    global _warmers
-    with _readers_lock:
-        if _warmers is None:
-            _warmers = concurrent.futures.ThreadPoolExecutor(
-                max_workers=2, thread_name_prefix="attention-header-warmer"
-            )
-        return _warmers
+    return _pool("attention-header-warmer", 2)
 
 
 class AttentionPlugin(base_plugin.TBPlugin):

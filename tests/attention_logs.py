@@ -269,13 +269,18 @@ def widen_codes(codes: np.ndarray, encoding: str) -> np.ndarray:
     return codes.astype("<u2").view("<f2").astype(np.float32)
 
 
-def parse_codes(body: bytes) -> tuple[dict, np.ndarray]:
-    """Reads the codes form of `matrix` and `overview`: header JSON, padding, uint16 codes."""
+def _framed(body: bytes, dtype: str) -> tuple[dict, np.ndarray]:
+    """A binary answer: a uint32 length, that much JSON, zero padding to 4 bytes, values."""
     (length,) = struct.unpack_from("<I", body, 0)
     header = json.loads(body[4 : 4 + length].decode("utf-8"))
     start = 4 + length + (-(4 + length) % 4)
     assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
-    return header, np.frombuffer(body, dtype="<u2", offset=start)
+    return header, np.frombuffer(body, dtype=dtype, offset=start)
+
+
+def parse_codes(body: bytes) -> tuple[dict, np.ndarray]:
+    """Reads the codes form of `matrix` and `overview`: header JSON, padding, uint16 codes."""
+    return _framed(body, "<u2")
 
 
 def check_codes_overview(codes_body: bytes, binary_body: bytes) -> None:
@@ -315,11 +320,7 @@ def check_csv(text: str, w: Written) -> None:
 
 def parse_overview(body: bytes) -> tuple[dict, np.ndarray]:
     """Reads the `overview` answer: its JSON description and all its float32 values."""
-    (length,) = struct.unpack_from("<I", body, 0)
-    described = json.loads(body[4 : 4 + length].decode("utf-8"))
-    start = 4 + length + (-(4 + length) % 4)
-    assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
-    return described, np.frombuffer(body, dtype="<f4", offset=start)
+    return _framed(body, "<f4")
 
 
 def check_overview(described: dict, values: np.ndarray, logs: Logs, example: str, step: int):
