@@ -142,7 +142,7 @@ def photograph(logdir: str, out: str) -> list[str]:
 
         server.wait_until(loaded, timeout=120)
         with launch_chromium() as browser:
-            context = browser.new_context(viewport={"width": 1180, "height": 720})
+            context = browser.new_context(viewport={"width": 1400, "height": 720})
             page = context.new_page()
             page.goto(server.url + "#attention")
             frame = page.frame_locator("iframe")
