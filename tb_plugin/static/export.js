@@ -170,10 +170,8 @@ function panelSvg(panel, x, y, id) {
   return g;
 }
 
-/** The view as an SVG document (a string): vector cells, real text, colour bars. */
-export function composeSvg(panels, heading) {
-  const width = MARGIN * 2 + panels.reduce((sum, p) => sum + p.width(), 0) + GAP * (panels.length - 1);
-  const height = MARGIN * 2 + HEADER + Math.max(...panels.map((p) => p.height()));
+/** An SVG root of this size in the tab's font: a white page with `heading` at its top. */
+function svgDocument(width, height, heading) {
   const root = svg("svg", {
     xmlns: SVG_NS,
     width,
@@ -186,6 +184,14 @@ export function composeSvg(panels, heading) {
   });
   root.append(svg("rect", { width, height, fill: "#ffffff" }));
   root.append(svg("text", { x: MARGIN, y: MARGIN + 12, "font-weight": "bold", class: "heading" }, heading));
+  return root;
+}
+
+/** The view as an SVG document (a string): vector cells, real text, colour bars. */
+export function composeSvg(panels, heading) {
+  const width = MARGIN * 2 + panels.reduce((sum, p) => sum + p.width(), 0) + GAP * (panels.length - 1);
+  const height = MARGIN * 2 + HEADER + Math.max(...panels.map((p) => p.height()));
+  const root = svgDocument(width, height, heading);
   let x = MARGIN;
   panels.forEach((panel, k) => {
     root.append(panelSvg(panel, x, MARGIN + HEADER, `colorbar-gradient-${k}`));
@@ -323,20 +329,9 @@ function cellDataUrl(layer, head, scale) {
 export function composeGridSvg(grid, heading, scale = 2) {
   const layout = gridLayout(grid, heading);
   const { width, height } = layout;
-  const root = svg("svg", {
-    xmlns: SVG_NS,
-    width,
-    height,
-    viewBox: `0 0 ${width} ${height}`,
-    "font-family": FONT_FAMILY,
-    "font-size": 12,
-    fill: "#202124",
-    direction: "ltr",
-  });
+  const root = svgDocument(width, height, heading);
   root.setAttributeNS("http://www.w3.org/2000/xmlns/", "xmlns:xlink", XLINK_NS);
-  root.append(svg("title", {}, heading));
-  root.append(svg("rect", { width, height, fill: "#ffffff" }));
-  root.append(svg("text", { x: MARGIN, y: MARGIN + 12, "font-weight": "bold", class: "heading" }, heading));
+  root.prepend(svg("title", {}, heading));
   for (let h = 0; h < grid.maxHeads; h++) {
     const x = round(layout.cellsLeft + h * grid.slot + grid.thumb / 2);
     const attrs = { x, y: layout.headsTop + 11, "text-anchor": "middle", "font-size": 11 };
