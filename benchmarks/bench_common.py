@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import keras
+from tables import print_rows
 
 from keras_seqattn import SequenceAttention
 
@@ -157,9 +158,4 @@ def print_table(rows):
         "target",
         "",
     )
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("{:<" + str(w) + "}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+    print_rows(rows, header)

@@ -39,20 +39,13 @@ import subprocess
 import sys
 import time
 
+from tables import print_rows
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = [(4, 4096), (1, 16384)]
 TINY_SHAPES = [(2, 64), (1, 128)]
 D = 64
 RAW_TARGET, MEMORY_TARGET = 1.15, 0.25
-
-
-def _table(rows, header):
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("{:<" + str(w) + "}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
 
 
 # ---------------------------------------------------------------- JAX, one process
@@ -165,7 +158,7 @@ def run_jax(repeats, cpu_tiny):
                     f"{mem_ratio:.2f}",
                 )
             )
-    _table(
+    print_rows(
         rows,
         (
             "scoring",
@@ -247,7 +240,7 @@ def run_torch(repeats, cpu_tiny):
                     "/".join(f"{peaks[k]:.0f}" for k in ("ours", "raw")) if peaks else "n/a",
                 )
             )
-    _table(
+    print_rows(
         rows,
         (
             "scoring",
