@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -293,17 +294,50 @@ def _read(target: Target, original, args, kwargs):
     return result, out, self_attention
 
 
+EAGER_PASSES = 10
+"""Logging points run eagerly (TensorFlow) before the probe pass is compiled; see the module
+docstring. `ProbePass(..., eager_passes=...)` sets it for one pass."""
+
+EAGER_SECONDS = 1.0
+"""Eager passes stop once the next one would bring their total time above this (seconds)."""
+
+
+def _has_recurrent_layer(model) -> bool:
+    """True when `model` holds a `keras.layers.RNN` (GRU, LSTM, ... also in Bidirectional)."""
+    return any(
+        isinstance(layer, keras.layers.RNN)
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )
+
+
 class ProbePass:
     """Runs the probe through the model and returns attention weights and spans.
 
-    Built once per model; compiled on its first run (with the layers' `call` wrapped
-    while tracing, see the module docstring) and re-run at every logging point.
-    `__call__` returns one dict of numpy arrays per record (`records`, in call order):
-    `weights` `(batch, [heads,] m, n)` and per example `query_start`, `query_end`,
-    `input_start`, `input_end`.
+    Built once per model. On TensorFlow its first logging points run the model eagerly
+    and later ones a compiled function (traced once, with the layers' `call` wrapped while
+    tracing); on JAX it is compiled from the first point; on PyTorch always eager. See the
+    module docstring. `__call__` returns one dict of numpy arrays per record (`records`,
+    in call order): `weights` `(batch, [heads,] m, n)` and per example `query_start`,
+    `query_end`, `input_start`, `input_end`.
+
+    Args:
+        model: the model.
+        targets: the attention layers to read.
+        eager_passes: how many logging points may run eagerly before the compiled pass
+            takes over. Default: `EAGER_PASSES` on TensorFlow for a model without a
+            `keras.layers.RNN` (whose loop runs step by step in Python when eager), else
+            0. An eager pass is used only while every target layer is called at most
+            once in it (see the module docstring); `0` compiles from the first point.
+        eager_seconds: eager passes also stop once their total time would pass this.
     """
 
-    def __init__(self, model: keras.Model, targets: Sequence[Target]):
+    def __init__(
+        self,
+        model: keras.Model,
+        targets: Sequence[Target],
+        eager_passes: int | None = None,
+        eager_seconds: float = EAGER_SECONDS,
+    ):
         self.model = model
         self.targets = list(targets)
         self.records: list[Record] = []
@@ -324,12 +358,25 @@ class ProbePass:
             self._function = jax.jit(functools.partial(self._forward_jax))
         else:
             self._function = None
-        self.traces = 0  # how many times the pass was traced (eager: run) with the swap
+        if eager_passes is None:
+            eager = self.backend == "tensorflow" and not _has_recurrent_layer(model)
+            eager_passes = EAGER_PASSES if eager else 0
+        self.eager_passes = eager_passes
+        self.eager_seconds = eager_seconds
+        self.eager_runs = 0  # logging points whose eager pass was used
+        self._eager_time = 0.0  # their total time, seconds
+        self._eager_last = 0.0
+        self.traces = 0  # how many times the pass was traced (PyTorch: run) with the swap
 
     # -- per backend -------------------------------------------------------------------
 
     def __call__(self, probe) -> list[dict[str, np.ndarray]]:
-        if self.backend == "tensorflow":
+        outputs = None
+        if self.backend != "torch" and self._eager_next():
+            outputs = self._eager(probe)
+        if outputs is not None:
+            pass
+        elif self.backend == "tensorflow":
             outputs = self._function(probe)
         elif self.backend == "jax":
             if not self.model.built:
@@ -344,12 +391,44 @@ class ProbePass:
 
             with torch.no_grad():
                 outputs = self._run(lambda: self.model(probe, training=False), lambda: True)
+            self.traces += 1
         return [{k: ops.convert_to_numpy(v) for k, v in out.items()} for out in outputs]
+
+    def _eager_next(self) -> bool:
+        """Whether this logging point may try the eager pass (ski rental, see above)."""
+        if self.eager_runs >= self.eager_passes:
+            return False
+        return self._eager_time + self._eager_last <= self.eager_seconds
+
+    def _eager(self, probe) -> list[dict] | None:
+        """The eager pass; None (and no more eager passes) when its result cannot be used."""
+        if not self.model.built:
+            # A lazily built model builds by calling itself on symbolic tensors first,
+            # which would count as a second call of every layer.
+            self.model(probe, training=False)
+        started = time.perf_counter()
+        outputs = self._run(lambda: self.model(probe, training=False), self._concrete, eager=True)
+        if outputs is None:
+            self.eager_passes = 0
+            return None
+        self.eager_runs += 1
+        self._eager_last = time.perf_counter() - started
+        self._eager_time += self._eager_last
+        return outputs
+
+    def _concrete(self, weights) -> bool:
+        """Eager on JAX: weights that are tracers come from inside a loop (`lax.scan`)."""
+        if self.backend != "jax":
+            return True
+        import jax
+
+        return not isinstance(weights, jax.core.Tracer)
 
     def _forward_tf(self, probe):
         import tensorflow as tf
 
         graph = tf.compat.v1.get_default_graph()
+        self.traces += 1
         return self._run(
             lambda: self.model(probe, training=False),
             lambda: tf.compat.v1.get_default_graph() is graph,
@@ -364,25 +443,37 @@ class ProbePass:
             # trace, which cannot be returned from the jitted function.
             return outer is None or getattr(weights, "_trace", outer) is outer
 
+        self.traces += 1
         return self._run(
             lambda: self.model.stateless_call(trainable, non_trainable, probe, training=False),
             in_reach,
             check_weights=True,
         )
 
-    def _run(self, forward, in_reach, check_weights: bool = False) -> list[dict]:
-        """Calls `forward()` with the layers' `call` wrapped; sets `records`."""
+    def _run(
+        self, forward, in_reach, check_weights: bool = False, eager: bool = False
+    ) -> list[dict] | None:
+        """Calls `forward()` with the layers' `call` wrapped; sets `records`.
+
+        `eager`: returns None, setting nothing, if a target layer was called more than
+        once or its weights are out of reach (`in_reach(weights)`): a loop, which the
+        compiled pass reports as `unreachable`.
+        """
         captured: list[tuple[Target, bool, dict]] = []
         unreachable: set[str] = set()
+        calls: dict[str, int] = {}
 
         def on_call(target, original, args, kwargs):
-            if not check_weights and not in_reach():
+            calls[target.key] = calls.get(target.key, 0) + 1
+            if eager and calls[target.key] > 1:
+                return original(*args, **kwargs)
+            if not (check_weights or eager) and not in_reach():
                 # Inside a graph loop (e.g. an RNN cell): weights of the loop body's graph
                 # cannot be returned from the probe function. Leave the call alone.
                 unreachable.add(target.key)
                 return original(*args, **kwargs)
             result, out, self_attention = _read(target, original, args, kwargs)
-            if check_weights and not in_reach(out["weights"]):
+            if (check_weights or eager) and not in_reach(out["weights"]):
                 unreachable.add(target.key)
             else:
                 captured.append((target, self_attention, out))
@@ -393,7 +484,8 @@ class ProbePass:
             forward()
         finally:
             restore()
-        self.traces += 1
+        if eager and (unreachable or any(n > 1 for n in calls.values())):
+            return None
         # A layer also called outside the loop (Keras's RNN runs its cell once before the
         # loop to learn the output shapes): those weights are not the loop's.
         self.records, outputs = _tagged(captured, unreachable)

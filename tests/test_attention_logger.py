@@ -23,7 +23,7 @@ from logger_routes import Routes
 
 from keras_seqattn import AttentionLogger, SequenceAttention
 from keras_seqattn.attention_logger import attention_statistics
-from keras_seqattn.attention_probe import find_attention_layers
+from keras_seqattn.attention_probe import ProbePass, find_attention_layers
 
 VOCAB = list("_abcdefghijklmnopqrstuvwxyz")  # id 0 is padding
 EXAMPLES, BATCH = 16, 4  # 4 steps per epoch
@@ -330,17 +330,29 @@ def test_training_is_identical_with_and_without_the_logger(logged, tmp_path):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-def test_probe_pass_is_traced_once_and_layers_are_left_as_they_were(logged):
+def test_probe_pass_runs_eagerly_first_then_is_traced_once_and_layers_are_left_as_they_were(
+    logged,
+):
     _, runs = logged
     for name in ("functional", "subclassed", "nested"):
-        logger = runs[name]["logger"]
-        traces = logger._pass._function.experimental_get_tracing_count()
-        # Once; twice when the model creates its variables in the first probe pass (the
-        # subclassed model: Keras builds it lazily), which TensorFlow traces again.
-        assert traces == (2 if name == "subclassed" else 1), name
-        logger._pass(logger.probe)
-        assert logger._pass._function.experimental_get_tracing_count() == traces
-        for _, layer in find_attention_layers(runs[name]["model"]):
+        logger, model = runs[name]["logger"], runs[name]["model"]
+        # The fixture's few logging points ran eagerly: nothing was traced.
+        assert logger._pass.eager_runs >= 3, name
+        assert logger._pass._function.experimental_get_tracing_count() == 0, name
+        eager = logger._pass(logger.probe)
+        # Compiled from the first point (eager_passes=0): traced once, then not again.
+        probe_pass = ProbePass(model, logger._pass.targets, eager_passes=0)
+        compiled = probe_pass(logger.probe)
+        assert probe_pass._function.experimental_get_tracing_count() == 1, name
+        again = probe_pass(logger.probe)
+        assert probe_pass._function.experimental_get_tracing_count() == 1, name
+        assert probe_pass.eager_runs == 0
+        assert [r.tag for r in probe_pass.records] == [r.tag for r in logger._pass.records]
+        for a, b, c in zip(eager, compiled, again, strict=True):
+            for key in a:
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+                np.testing.assert_array_equal(b[key], c[key])
+        for _, layer in find_attention_layers(model):
             assert "call" not in layer.__dict__
 
 
