@@ -1,11 +1,11 @@
 """`AttentionLogger`: logs the attention of fixed probe examples to TensorBoard during `fit`.
 
-The weights come from a probe pass through the model (`attention_probe.ProbePass`: a
-compiled function of its own on TensorFlow and JAX, eager on PyTorch, in inference mode;
-the training step is not touched); which tokens label which axis is decided by
-`attention_labels`. Per
-logging point the logger writes, in the run `<log_dir>/attention`, the plugin's
-attention summaries, labelled heatmap images and entropy scalars.
+The weights come from a probe pass through the model (`attention_probe.ProbePass`, in
+inference mode: eager for the first logging points and then a compiled function of its
+own on TensorFlow, compiled on JAX, eager on PyTorch; the training step is not touched);
+which tokens label which axis is decided by `attention_labels`. Per logging point the
+logger writes, in the run `<log_dir>/attention`, the plugin's attention summaries,
+labelled heatmap images and entropy scalars.
 """
 
 from __future__ import annotations
@@ -279,6 +279,7 @@ class AttentionLogger(keras.callbacks.Callback):
         self._policy: attention_labels.LabelPolicy | None = None
         self._writing = SummaryWriting(self.run_dir, images=images, scalars=scalars)
         self._pass: ProbePass | None = None
+        self._warned: set[str] = set()  # layers warned of as unreachable
         self._pass_model = None
         self._last_step: int | None = None
         self._last_batch_step = 0
@@ -302,6 +303,7 @@ class AttentionLogger(keras.callbacks.Callback):
             self._pass = ProbePass(self.model, self._targets())
             self._pass_model = self.model
             self._first_run = True
+            self._warned: set[str] = set()
         self._last_batch_step = self._global_step()
         # The probe pass at step 0 doubles as the check of probe and labels: it runs
         # before the first training step, so a mistake surfaces before any training.
@@ -502,18 +504,24 @@ class AttentionLogger(keras.callbacks.Callback):
             f"{', '.join(repr(leaf_names[i]) for i in inputs) or '(none)'}."
         )
 
-    def _check_reached(self) -> None:
-        called = {r.target.key for r in self._pass.records}
+    def _warn_unreachable(self) -> None:
+        """One warning per layer the probe pass cannot read (checked at every point: an
+        eager pass may read a layer that its compiled successor cannot)."""
         for target in self._pass.targets:
-            if target.key not in self._pass.unreachable:
+            if target.key not in self._pass.unreachable or target.key in self._warned:
                 continue
+            self._warned.add(target.key)
             logger.warning(
-                "AttentionLogger: layer %r runs inside a graph loop (e.g. a recurrent "
-                "cell; at %r); its weights cannot be read from outside the loop and are "
-                "not logged.",
+                "AttentionLogger: layer %r runs inside a graph loop or branch (e.g. a "
+                "recurrent cell, `ops.cond`; at %r); its weights cannot be read from "
+                "outside it and are not logged (from this step on).",
                 target.layer.name,
                 target.key,
             )
+
+    def _check_reached(self) -> None:
+        called = {r.target.key for r in self._pass.records}
+        self._warn_unreachable()
         for target in self._pass.targets:
             if target.key in called or target.key in self._pass.unreachable:
                 continue
@@ -573,6 +581,8 @@ class AttentionLogger(keras.callbacks.Callback):
         if step == self._last_step:
             return
         outputs = self._run_probe()
+        if not self._first_run:
+            self._warn_unreachable()
         matrices, stats = self._matrices(outputs)
         if self._chief:
             # Checks (and encodes) the whole point before writing any of it, then

@@ -224,3 +224,40 @@ def test_logger_on_attention_in_a_loop_warns_and_logs_the_rest(tmp_path, caplog)
     routes = Routes(tmp_path)
     assert set(routes.get("tags")["attention"]) == {"outer/0", "outer/1"}
     assert routes.steps("outer/0") == [0, 2, 4]
+
+
+class BranchedAttention(keras.layers.Layer):
+    """Attends in one branch of `ops.cond`: eager runs the branch as Python, a compiled
+    TensorFlow graph as a branch function whose weights cannot be returned."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attend = SequenceAttention(scoring="dot", name="in_cond")
+
+    def build(self, shape):
+        self.attend.build(shape, (shape[0], 1, shape[-1]))
+
+    def call(self, x):
+        query = ops.mean(x, axis=1, keepdims=True)
+        return ops.cond(ops.sum(x) > -1e9, lambda: self.attend(x, query), lambda: query)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a tf.cond branch graph is TensorFlow's")
+def test_layer_the_compiled_pass_cannot_read_is_warned_of_when_it_takes_over(
+    tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr(attention_probe, "EAGER_PASSES", 1)
+    inputs = keras.Input((LENGTH, 8))
+    outer = SequenceAttention(name="outer")(inputs, BranchedAttention()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(outer)))
+    model.compile("adam", "mse")
+    x = np.random.default_rng(1).normal(size=(8, LENGTH, 8)).astype("float32")
+    logger = AttentionLogger(tmp_path, x[:2], images=False)
+    with caplog.at_level(logging.WARNING, logger="keras_seqattn.attention_logger"):
+        model.fit(x, np.zeros((8, 1)), batch_size=4, epochs=2, verbose=0, callbacks=[logger])
+    # Step 0 ran eagerly and read the branch; steps 2 and 4 compiled, which cannot.
+    assert caplog.text.count("'in_cond' runs inside a graph loop") == 1
+    assert logger._pass.eager_runs == 1
+    routes = Routes(tmp_path)
+    assert routes.steps("outer/0") == [0, 2, 4]
+    assert routes.steps("branched_attention/in_cond/0") == [0]
