@@ -216,14 +216,16 @@ def test_entropy_scalars_count_real_rows_only(logged):
         assert 0 <= logged_entropy <= math.log(PAD)
 
 
-def test_probe_pass_compiled_once_and_layers_left_as_they_were(logged):
+def test_probe_pass_eager_or_compiled_once_and_layers_left_as_they_were(logged):
     model, logger, _ = logged
     probe_pass = logger._pass
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        assert probe_pass._function.experimental_get_tracing_count() == 1
+        # 3 logging points, run eagerly (attention_probe.EAGER_PASSES): no trace.
+        assert probe_pass.eager_runs >= 3  # (and any pass another test ran)
+        assert probe_pass._function.experimental_get_tracing_count() == 0
     elif backend == "jax":
-        assert probe_pass.traces == 1  # 3 logging points, one trace
+        assert (probe_pass.eager_runs, probe_pass.traces) == (0, 1)  # 3 points, one trace
     else:
         assert probe_pass.traces >= 3  # PyTorch: eager, the swap made for each pass
     for _, layer in find_attention_layers(model):
