@@ -5,19 +5,41 @@ called with `return_attention_scores=True` (or as its adapter says, see
 `attention_adapters`), and a model built without that has no tensor holding them: a side
 `keras.Model(model.inputs, <weights>)` cannot be cut out of the graph, and subclassed
 models have no graph at all. So `ProbePass` runs the probe through the model itself, in
-inference mode, in a compiled function of its own, and, while that function is being
-traced, it swaps each attention layer's `call` for a thin wrapper that asks the original
-`call` for the weights, keeps them with the example's real query and input spans (see
-`attention_spans`), and returns exactly what the caller asked for. The swap is undone as
-soon as the trace ends; later logging points re-run the compiled function without
-touching Python again. Per backend:
+inference mode, and swaps each attention layer's `call` for a thin wrapper that asks the
+original `call` for the weights, keeps them with the example's real query and input
+spans (see `attention_spans`), and returns exactly what the caller asked for. The swap is
+undone as soon as the pass (or the trace of the compiled pass) ends.
 
-* TensorFlow: a `tf.function` (no autograph, as Keras's own train step);
+Eager first, compiled later (a ski rental). A compiled pass costs a trace on its first
+run and almost nothing after; an eager pass costs the same at every point. Measured here
+on the 2-layer BERT of `benchmarks/logger.py` (TensorFlow, 2 probe examples, the 2-core
+machine shared): the trace and first run of the compiled pass 0.56 to 0.64 s, later runs
+6 to 11 ms; an eager pass 0.11 to 0.13 s (0.16 to 0.27 s the first). A `fit` logs every
+epoch, so most runs have a handful of points and never earn the trace back. So:
+
+* TensorFlow: the first `EAGER_PASSES` (10) logging points run eagerly, the layers'
+  `call` swapped for each pass; from the next one on, a `tf.function` (no autograph, as
+  Keras's own train step), traced once with the swap, re-run without touching Python.
+  Eager passes also stop once their total time would pass `EAGER_SECONDS` (1 s; a slow
+  eager model then pays the trace at most about a second late). A model holding a
+  `keras.layers.RNN` (GRU, LSTM, ...) is compiled from the first point: eager, its loop
+  runs step by step in Python (the date example: 0.65 s per eager pass, 0.76 s for the
+  trace).
 * JAX: `jax.jit` over the model's `stateless_call`, with the current variable values as
-  arguments (so that later logging points see the trained weights without retracing);
+  arguments (later points see the trained weights without retracing), from the first
+  point: eager JAX compiles each primitive on its first use, 4.8 s for the first eager
+  pass of the BERT above against 1.1 s for the jit (`eager_passes` can still ask for it).
 * PyTorch: eager, under `torch.no_grad()`, the swap made for each pass (Keras runs torch
   models eagerly unless `jit_compile=True`; a `torch.compile` of the whole model costs far
   more than the few probe passes it would speed up).
+
+Same records either way. An eager pass cannot tell that a layer runs inside a graph loop
+(TensorFlow runs `tf.while_loop` as a Python loop when eager; Keras's RNN also calls its
+cell once before the loop, for the shapes), so its result is used only when every target
+layer was called at most once in it, and, on JAX, when no weights are tracers (inside
+`lax.scan`). Otherwise that point and every later one use the compiled pass, which gives
+the records, tags and `unreachable` layers as it always did. A lazily built model is
+built (called once without the swap) before its first eager pass.
 
 Consequences:
 
@@ -25,6 +47,11 @@ Consequences:
   are the same (the wrapper returns what the unwrapped layer returns);
 * it works the same for functional, Sequential, subclassed and nested models, because
   every call of a layer goes through `layer.call`;
+* the eager passes and the compiled one return the same records and values (to float
+  rounding: the compiled graph may fuse ops), except for a layer inside `ops.cond` on
+  TensorFlow: eager runs the branch as Python and reads it, the compiled pass cannot
+  return weights from a branch graph; the logger warns when the compiled pass takes
+  over, and that layer's matrices stop there;
 * it cannot reach (`AttentionLogger` warns, naming the layer) attention computed inside
   a loop that the backend compiles as a loop (a layer called from a recurrent cell in
   `keras.layers.RNN`, or inside `ops.scan`/`ops.fori_loop`/`tf.while_loop`) on TensorFlow
