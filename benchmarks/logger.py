@@ -50,8 +50,10 @@ class _HookTimer:
 
     def __init__(self, logger: AttentionLogger):
         self.seconds = 0.0
+        self.end_seconds = 0.0  # of which waiting for the writer at the end of fit
         self.points = 0
         self.worker_cpu = 0.0
+        self.logger = logger
         log, finish = logger._log, logger.on_train_end
 
         def timed_log(step):
@@ -64,7 +66,8 @@ class _HookTimer:
         def timed_end(logs=None):
             started = time.perf_counter()
             finish(logs)
-            self.seconds += time.perf_counter() - started
+            self.end_seconds = time.perf_counter() - started
+            self.seconds += self.end_seconds
 
         write = logger._writing._write
 
@@ -175,7 +178,7 @@ def _timed_fit(model, timer, **kwargs):
 def measure(case, rounds: int, tmp: str) -> float:
     times: dict[str, list[float]] = {"without": [], "with": []}
     cpu: dict[str, list[float]] = {"without": [], "with": []}
-    hooks, points, worker = [], [], []
+    hooks, points, worker, ends = [], [], [], []
     print(f"\n== {case.name}: {case.describe}; {rounds} round(s)", flush=True)
     case.train(None)  # warm-up: imports, first traces, caches; not counted
     for r in range(rounds):
@@ -190,8 +193,12 @@ def measure(case, rounds: int, tmp: str) -> float:
                 hooks.append(timer.seconds)
                 points.append(timer.points)
                 worker.append(timer.worker_cpu)
+                ends.append(timer.end_seconds)
+                probe_pass = timer.logger._pass
                 extra = (
-                    f"  (logger: {timer.points} points, {timer.seconds:.2f} s in its hooks, "
+                    f"  (logger: {timer.points} points, {probe_pass.eager_runs} eager, "
+                    f"{probe_pass.traces} trace(s); {timer.seconds:.2f} s in its hooks, of "
+                    f"which {timer.end_seconds:.2f} s waiting at the end; "
                     f"{timer.worker_cpu:.2f} s CPU on its writer thread)"
                 )
             print(
@@ -214,7 +221,8 @@ def measure(case, rounds: int, tmp: str) -> float:
     )
     print(
         f"training thread in the logger's hooks: median {hook:.2f} s = {hook / without:.1%} "
-        f"of fit, {hook / max(statistics.median(points), 1):.3f} s per logging point; "
+        f"of fit, {hook / max(statistics.median(points), 1):.3f} s per logging point "
+        f"(waiting for the writer at the end: median {statistics.median(ends):.2f} s); "
         f"writer thread CPU: median {statistics.median(worker):.2f} s"
     )
     return ratio
