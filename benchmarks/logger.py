@@ -20,6 +20,7 @@ heatmap images, the event file).
     python benchmarks/logger.py                         # both cases, 5 rounds each
     python benchmarks/logger.py --case bert --rounds 3
     python benchmarks/logger.py --case date --samples 8000 --epochs 1   # quicker
+    python benchmarks/logger.py --case bert --compiled  # also: probe pass compiled at once
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ import date_translation as example  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_seqattn import AttentionLogger  # noqa: E402
+from keras_seqattn import AttentionLogger, attention_probe  # noqa: E402
 
 TARGETS = {"bert": 0.05, "date": 0.03}  # the issue's budgets
+EAGER_PASSES = attention_probe.EAGER_PASSES
 
 
 class _HookTimer:
@@ -175,25 +177,36 @@ def _timed_fit(model, timer, **kwargs):
 # -- the measurement ------------------------------------------------------------------------
 
 
-def measure(case, rounds: int, tmp: str) -> float:
-    times: dict[str, list[float]] = {"without": [], "with": []}
-    cpu: dict[str, list[float]] = {"without": [], "with": []}
-    hooks, points, worker, ends = [], [], [], []
+def measure(case, rounds: int, tmp: str, compiled: bool = False) -> float:
+    variants = ["without", "with"] + (["compiled"] if compiled else [])
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    hooks: dict[str, list[float]] = {v: [] for v in variants[1:]}
+    points, worker, ends = [], [], []
     print(f"\n== {case.name}: {case.describe}; {rounds} round(s)", flush=True)
     case.train(None)  # warm-up: imports, first traces, caches; not counted
     for r in range(rounds):
-        order = ("without", "with") if r % 2 == 0 else ("with", "without")
+        # Each round starts with the next variant, so that none always runs first.
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        if len(variants) == 2 and r % 2:
+            order = list(reversed(variants))
         for variant in order:
-            log_dir = os.path.join(tmp, f"{case.name}{r}") if variant == "with" else None
+            log_dir = (
+                os.path.join(tmp, f"{case.name}{r}{variant}") if variant != "without" else None
+            )
+            # "compiled": the probe pass compiled from the first point (no eager passes),
+            # as it was before the eager first points.
+            attention_probe.EAGER_PASSES = 0 if variant == "compiled" else EAGER_PASSES
             seconds, cpu_seconds, timer = case.train(log_dir)
             times[variant].append(seconds)
             cpu[variant].append(cpu_seconds)
             extra = ""
             if timer:
-                hooks.append(timer.seconds)
-                points.append(timer.points)
-                worker.append(timer.worker_cpu)
-                ends.append(timer.end_seconds)
+                hooks[variant].append(timer.seconds)
+                if variant == "with":
+                    points.append(timer.points)
+                    worker.append(timer.worker_cpu)
+                    ends.append(timer.end_seconds)
                 probe_pass = timer.logger._pass
                 extra = (
                     f"  (logger: {timer.points} points, {probe_pass.eager_runs} eager, "
@@ -202,13 +215,14 @@ def measure(case, rounds: int, tmp: str) -> float:
                     f"{timer.worker_cpu:.2f} s CPU on its writer thread)"
                 )
             print(
-                f"round {r + 1} {variant:>7} logger: {seconds:7.2f} s wall, "
+                f"round {r + 1} {variant:>8} logger: {seconds:7.2f} s wall, "
                 f"{cpu_seconds:7.2f} s CPU{extra}",
                 flush=True,
             )
+    attention_probe.EAGER_PASSES = EAGER_PASSES
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
     cpu_without, cpu_with = statistics.median(cpu["without"]), statistics.median(cpu["with"])
-    hook = statistics.median(hooks)
+    hook = statistics.median(hooks["with"])
     ratio = with_ / without
     print(f"median fit time without the logger: {without:.2f} s, with: {with_:.2f} s")
     print(
@@ -225,6 +239,13 @@ def measure(case, rounds: int, tmp: str) -> float:
         f"(waiting for the writer at the end: median {statistics.median(ends):.2f} s); "
         f"writer thread CPU: median {statistics.median(worker):.2f} s"
     )
+    if compiled:
+        wall, cpu_c = statistics.median(times["compiled"]), statistics.median(cpu["compiled"])
+        print(
+            f"compiled from the first point: {wall:.2f} s wall ({wall / without - 1:+.1%}), "
+            f"{cpu_c:.2f} s CPU ({cpu_c / cpu_without - 1:+.1%}), hooks median "
+            f"{statistics.median(hooks['compiled']):.2f} s"
+        )
     return ratio
 
 
@@ -235,6 +256,11 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=example.DEFAULT_EPOCHS, help="date case")
     parser.add_argument("--samples", type=int, default=example.DEFAULT_SAMPLES, help="date case")
     parser.add_argument("--batch-size", type=int, default=example.DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also run the logger with its probe pass compiled from the first point",
+    )
     args = parser.parse_args(argv)
     print(
         f"keras backend {keras.backend.backend()}; {os.cpu_count()} CPU(s); load average "
@@ -248,7 +274,7 @@ def main(argv=None) -> int:
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
-            ratios[case.name] = measure(case(args), args.rounds, tmp)
+            ratios[case.name] = measure(case(args), args.rounds, tmp, args.compiled)
     print()
     for name, ratio in ratios.items():
         print(f"{name}: fit with the default logger / without = {ratio:.3f} ({ratio - 1:+.1%})")
