@@ -20,7 +20,8 @@ epoch, so most runs have a handful of points and never earn the trace back. So:
 * TensorFlow: the first `EAGER_PASSES` (10) logging points run eagerly, the layers'
   `call` swapped for each pass; from the next one on, a `tf.function` (no autograph, as
   Keras's own train step), traced once with the swap, re-run without touching Python.
-  Eager passes also stop once their total time would pass `EAGER_SECONDS` (1 s; a slow
+  Eager passes also stop once their total time (CPU time of the training thread, so that
+  a loaded machine does not cut them short) would pass `EAGER_SECONDS` (1 s; a slow
   eager model then pays the trace at most about a second late). A model holding a
   `keras.layers.RNN` (GRU, LSTM, ...) is compiled from the first point: eager, its loop
   runs step by step in Python (the date example: 0.65 s per eager pass, 0.76 s for the
@@ -326,7 +327,8 @@ EAGER_PASSES = 10
 docstring. `ProbePass(..., eager_passes=...)` sets it for one pass."""
 
 EAGER_SECONDS = 1.0
-"""Eager passes stop once the next one would bring their total time above this (seconds)."""
+"""Eager passes stop once the next one would bring their total time (CPU seconds of the
+calling thread) above this."""
 
 
 def _has_recurrent_layer(model) -> bool:
@@ -433,13 +435,15 @@ class ProbePass:
             # A lazily built model builds by calling itself on symbolic tensors first,
             # which would count as a second call of every layer.
             self.model(probe, training=False)
-        started = time.perf_counter()
+        # The training thread's CPU time, not wall time: a loaded machine slows every
+        # pass alike and must not make the eager passes look dear.
+        started = time.thread_time()
         outputs = self._run(lambda: self.model(probe, training=False), self._concrete, eager=True)
         if outputs is None:
             self.eager_passes = 0
             return None
         self.eager_runs += 1
-        self._eager_last = time.perf_counter() - started
+        self._eager_last = time.thread_time() - started
         self._eager_time += self._eager_last
         return outputs
 
