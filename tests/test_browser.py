@@ -118,7 +118,10 @@ def servers(logdirs):
     started = []
     try:
         with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(TensorBoardServer, d, False) for d in (logdir, empty)]
+            futures = [
+                pool.submit(TensorBoardServer, d, False, without=("tensorflow",))
+                for d in (logdir, empty)
+            ]
             write_logdir(logdir)  # meanwhile: the servers pick it up on their next reload
             for future in futures:
                 started.append(future.result())
