@@ -6,10 +6,11 @@ finds the plugin through its `tensorboard_plugins` entry point, as a user's woul
 
 TensorBoard imports TensorFlow at start when it can: 8.8 s of a 10 s start here, against
 1.2 s without it (the setup of JAX and PyTorch users). TensorFlow only changes how the
-Python loader (`--load_fast=false`) reads files, so `test_plugin_server.py` and
-`test_logger_end_to_end.py` start TensorBoard as it is installed, TensorFlow included,
-and tests about what the tab and the other tabs show start it without TensorFlow
-(`without=("tensorflow",)`), as on a machine that lacks it.
+Python loader (`--load_fast=false`) reads files, so `test_plugin_server.py` and, on the
+TensorFlow backend, `test_logger_end_to_end.py` start TensorBoard as it is installed,
+TensorFlow included; tests about what the tab and the other tabs show, and the logger's
+end-to-end test on JAX and PyTorch, start it without TensorFlow (`without=("tensorflow",)`),
+as on a machine that lacks it.
 """
 
 from __future__ import annotations
