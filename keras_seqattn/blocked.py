@@ -20,7 +20,9 @@ so peak memory grows with (…, m, n), not (…, m, n, units). (On PyTorch a ten
 than it saves at that size.) Blocks are visited by
 `keras.ops.fori_loop` (one `tf.while_loop`, `jax.lax.fori_loop`, or a Python loop on
 PyTorch), which keeps the number of slabs alive small on every backend; the number of
-blocks is static (the units are a weight's size) so no shape needs to be known.
+blocks is static (the units are a weight's size) so no shape needs to be known. On JAX
+the blocked computation is one `jax.jit` function, so that eager calls reuse its compiled
+loop instead of compiling one per call.
 
 Leading axes are free: (batch, m, units) and (batch, n, units), or with a head axis
 (batch, heads, m, units) and (batch, heads, n, units) with v of shape (heads, units).
@@ -29,6 +31,8 @@ runs in another order).
 """
 
 from __future__ import annotations
+
+import functools
 
 import keras
 from keras import ops
@@ -95,8 +99,23 @@ def additive_scores(query_proj, input_proj, score_vector, units_per_block=UNITS_
         ),
         (-1, units),
     )  # (L, u)
-    scores = _blocked(pq, pe, v, block)
+    blocked = _jax_blocked() if keras.backend.backend() == "jax" else _blocked
+    scores = blocked(pq, pe, v, block)
     return ops.reshape(scores, (*lead, m, n))
+
+
+@functools.cache
+def _jax_blocked():
+    """`_blocked` under `jax.jit`, made once per process.
+
+    A `lax.fori_loop` called outside any jit (an eager call of the layer, or
+    `jax.grad` without jit) compiles its loop anew at each call, since each call traces
+    new closures: 0.24 s for a 2 x 3 x 3 batch. Under jit, compiled once per shape and
+    reused; inside an outer jit it is simply inlined.
+    """
+    import jax
+
+    return jax.jit(_blocked, static_argnums=3)
 
 
 def _small_enough(query_proj, input_proj, units: int) -> bool:

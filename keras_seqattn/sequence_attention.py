@@ -512,12 +512,14 @@ class SequenceAttention(layers.Layer):
                 self.compute_dtype,
             )
         )
-        value = inputs if value is None else ops.cast(value, self.compute_dtype)
+        separate_value = value is not None
+        value = ops.cast(value, self.compute_dtype) if separate_value else inputs
         # Padding holds anything (NaN, inf): zero it, so that it reaches neither the
         # scores nor the output, nor any gradient (weight 0 times NaN would be NaN).
         if inputs_mask is not None and not padding_is_zero:
             inputs = _zero_padding(inputs, inputs_mask)
-            value = _zero_padding(value, inputs_mask)
+            # The inputs as values: zeroed once (one select fewer each way).
+            value = _zero_padding(value, inputs_mask) if separate_value else inputs
         if query_mask is not None and not padding_is_zero:
             query = _zero_padding(query, query_mask)
         if fuse:

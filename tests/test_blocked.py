@@ -74,3 +74,17 @@ def test_only_pytorch_forms_the_whole_tensor_and_only_up_to_its_limit():
     # 32 x 128 x 128 x 64 float32: 128 MiB; 32 x 256 x 256 x 64: 512 MiB.
     assert small(128, 128) == on_torch
     assert not small(256, 256)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="about JAX's compilation cache")
+def test_eager_calls_on_jax_compile_the_blocks_loop_once_per_shape(monkeypatch):
+    # Outside jit, each lax.fori_loop call would compile its loop anew (0.24 s a call).
+    monkeypatch.setattr(blocked_module, "ALL_AT_ONCE_BYTES", {})
+    compiled = blocked_module._jax_blocked()
+    before = compiled._cache_size()
+    rng = np.random.default_rng(2)
+    pq, pe, v = (rng.standard_normal(s).astype("float32") for s in ((2, 3, 8), (2, 5, 8), (8,)))
+    first = additive_scores(ops.convert_to_tensor(pq), ops.convert_to_tensor(pe), v)
+    again = additive_scores(ops.convert_to_tensor(pq * 2), ops.convert_to_tensor(pe), v)
+    assert compiled._cache_size() == before + 1
+    assert not np.allclose(ops.convert_to_numpy(first), ops.convert_to_numpy(again))

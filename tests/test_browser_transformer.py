@@ -163,7 +163,7 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python-loader", "rust-loader"])
 def server(request, logdir):
-    with TensorBoardServer(logdir, load_fast=request.param) as tb:
+    with TensorBoardServer(logdir, load_fast=request.param, without=("tensorflow",)) as tb:
 
         def loaded() -> bool:
             tags = tb.get_json("data/plugin/attention/tags")

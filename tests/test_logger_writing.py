@@ -142,7 +142,7 @@ def test_points_show_in_the_attention_images_and_scalars_tabs(tmp_path, load_fas
         writing.write_point(step, matrices, stats)
     writing.finish()
 
-    with TensorBoardServer(str(tmp_path), load_fast=load_fast) as server:
+    with TensorBoardServer(str(tmp_path), load_fast=load_fast, without=("tensorflow",)) as server:
 
         def ready():
             tags = server.get_json("data/plugin/attention/tags")

@@ -192,35 +192,11 @@ def test_bad_requests_get_a_json_4xx(server, path, status):
 # -- TensorBoard starts, and serves the plugin, without TensorFlow, Keras or keras_seqattn
 
 
-_BLOCKER = '''
-import sys
-
-class _Block:
-    """Makes these packages unimportable, as on a machine without them."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"tensorflow", "keras", "keras_seqattn"}:
-            raise ImportError(f"{name} is blocked for this test")
-        return None
-
-sys.meta_path.insert(0, _Block())
-'''
-
-
 @pytest.fixture(scope="module")
-def bare_server(logs, tmp_path_factory):
-    blocker = tmp_path_factory.mktemp("blocker")
-    (blocker / "sitecustomize.py").write_text(_BLOCKER)
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(blocker)
-    try:
-        tb = TensorBoardServer(logs.logdir, load_fast=False)
-    finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
-    with tb:
+def bare_server(logs):
+    with TensorBoardServer(
+        logs.logdir, load_fast=False, without=("tensorflow", "keras", "keras_seqattn")
+    ) as tb:
         tb.wait_until(lambda: _all_data_loaded(tb, logs))
         yield tb
 
