@@ -403,25 +403,28 @@ class ProbePass:
         outputs = None
         if self.backend != "torch" and self._eager_next():
             outputs = self._eager(probe)
-        if outputs is not None:
-            pass
-        elif self.backend == "tensorflow":
-            outputs = self._function(probe)
-        elif self.backend == "jax":
+        if outputs is None:
+            outputs = self._compiled(probe)
+        return [{k: ops.convert_to_numpy(v) for k, v in out.items()} for out in outputs]
+
+    def _compiled(self, probe) -> list[dict]:
+        """The pass as each backend compiles it (PyTorch: eager, see the module docstring)."""
+        if self.backend == "tensorflow":
+            return self._function(probe)
+        if self.backend == "jax":
             if not self.model.built:
                 self.model(probe, training=False)  # builds a lazily built model first
-            outputs = self._function(
+            return self._function(
                 [v.value for v in self.model.trainable_variables],
                 [v.value for v in self.model.non_trainable_variables],
                 probe,
             )
-        else:
-            import torch
+        import torch
 
-            with torch.no_grad():
-                outputs = self._run(lambda: self.model(probe, training=False), lambda: True)
-            self.traces += 1
-        return [{k: ops.convert_to_numpy(v) for k, v in out.items()} for out in outputs]
+        with torch.no_grad():
+            outputs = self._run(lambda: self.model(probe, training=False), lambda: True)
+        self.traces += 1
+        return outputs
 
     def _eager_next(self) -> bool:
         """Whether this logging point may try the eager pass (ski rental, see above)."""
