@@ -358,6 +358,7 @@ class ProbePass:
             0. An eager pass is used only while every target layer is called at most
             once in it (see the module docstring); `0` compiles from the first point.
         eager_seconds: eager passes also stop once their total time would pass this.
+            Default: `EAGER_SECONDS`.
     """
 
     def __init__(
@@ -365,7 +366,7 @@ class ProbePass:
         model: keras.Model,
         targets: Sequence[Target],
         eager_passes: int | None = None,
-        eager_seconds: float = EAGER_SECONDS,
+        eager_seconds: float | None = None,
     ):
         self.model = model
         self.targets = list(targets)
@@ -391,7 +392,7 @@ class ProbePass:
             eager = self.backend == "tensorflow" and not _has_recurrent_layer(model)
             eager_passes = EAGER_PASSES if eager else 0
         self.eager_passes = eager_passes
-        self.eager_seconds = eager_seconds
+        self.eager_seconds = EAGER_SECONDS if eager_seconds is None else eager_seconds
         self.eager_runs = 0  # logging points whose eager pass was used
         self._eager_time = 0.0  # their total time, seconds
         self._eager_last = 0.0

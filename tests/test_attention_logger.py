@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from logger_routes import Routes
 
-from keras_seqattn import AttentionLogger, SequenceAttention
+from keras_seqattn import AttentionLogger, SequenceAttention, attention_probe
 from keras_seqattn.attention_logger import attention_statistics
 from keras_seqattn.attention_probe import ProbePass, find_attention_layers
 
@@ -118,7 +118,17 @@ def _compile(model):
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """Trains the three models with loggers; returns what the tests need to know."""
+    """Trains the three models with loggers; returns what the tests need to know.
+
+    The eager passes' time budget is lifted, so that their count does not depend on how
+    busy the machine is (the budget is tested in test_probe_pass.py).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(attention_probe, "EAGER_SECONDS", math.inf)
+        return _train_logged(tmp_path_factory)
+
+
+def _train_logged(tmp_path_factory):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     root = tmp_path_factory.mktemp("logger")
