@@ -81,15 +81,23 @@ def nested_model() -> keras.Model:
     return keras.Model(ids, keras.layers.Dense(1)(keras.layers.Flatten()(second)))
 
 
-class LoopedAttention(keras.layers.Layer):
-    """Attends from a running state over the sequence, 3 times, in `ops.fori_loop`."""
+class _InnerAttention(keras.layers.Layer):
+    """Holds a "dot" SequenceAttention named `inner` that its `call` runs in a construct."""
+
+    inner = ""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.attend = SequenceAttention(scoring="dot", name="in_loop")
+        self.attend = SequenceAttention(scoring="dot", name=self.inner)
 
     def build(self, shape):
         self.attend.build(shape, (shape[0], 1, shape[-1]))
+
+
+class LoopedAttention(_InnerAttention):
+    """Attends from a running state over the sequence, 3 times, in `ops.fori_loop`."""
+
+    inner = "in_loop"
 
     def call(self, x):
         def step(_, state):
@@ -226,16 +234,11 @@ def test_logger_on_attention_in_a_loop_warns_and_logs_the_rest(tmp_path, caplog)
     assert routes.steps("outer/0") == [0, 2, 4]
 
 
-class BranchedAttention(keras.layers.Layer):
+class BranchedAttention(_InnerAttention):
     """Attends in one branch of `ops.cond`: eager runs the branch as Python, a compiled
     TensorFlow graph as a branch function whose weights cannot be returned."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.attend = SequenceAttention(scoring="dot", name="in_cond")
-
-    def build(self, shape):
-        self.attend.build(shape, (shape[0], 1, shape[-1]))
+    inner = "in_cond"
 
     def call(self, x):
         query = ops.mean(x, axis=1, keepdims=True)
