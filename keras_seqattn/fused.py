@@ -34,6 +34,11 @@ import keras
 from keras import ops
 
 FUSABLE_SCORING = ("dot", "bilinear")
+# Keras's `flash_attention` argument per backend (None: Keras decides). On PyTorch, None
+# makes Keras confine `scaled_dot_product_attention` to its flash kernel wherever that one
+# applies; False leaves the choice to PyTorch, which may take another fused kernel (cuDNN's
+# on Hopper GPUs). On JAX, None is what reaches cuDNN; False would mean XLA's plain ops.
+_FLASH_ATTENTION = {"torch": False}
 # Backends where keras.ops.dot_product_attention reaches a fused kernel: cuDNN / flash
 # attention through jax.nn.dot_product_attention, and torch's scaled_dot_product_attention
 # (fused on CPU too). On TensorFlow, Keras 3.15 computes it with plain XLA ops (its
@@ -132,6 +137,7 @@ def attend(
         mask=mask,
         scale=scale,
         is_causal=is_causal,
+        flash_attention=_FLASH_ATTENTION.get(keras.backend.backend()),
     )[:, :, 0, :]
     if query_mask is not None:
         q_keep = ops.expand_dims(query_mask, 2)
