@@ -219,14 +219,19 @@ def test_attention_called_in_a_loop_goes_to_the_compiled_pass():
     np.testing.assert_allclose(outputs[0]["weights"], expected[0]["weights"], rtol=1e-5)
 
 
-@compiled_backends
-def test_logger_on_attention_in_a_loop_warns_and_logs_the_rest(tmp_path, caplog):
-    model = looped_model()
+def _fit_logged(model, tmp_path, caplog) -> AttentionLogger:
+    """Trains `model` 2 epochs of 2 steps with a logger of 2 probe examples."""
     model.compile("adam", "mse")
     x = np.random.default_rng(1).normal(size=(8, LENGTH, 8)).astype("float32")
     logger = AttentionLogger(tmp_path, x[:2], images=False)
     with caplog.at_level(logging.WARNING, logger="keras_seqattn.attention_logger"):
         model.fit(x, np.zeros((8, 1)), batch_size=4, epochs=2, verbose=0, callbacks=[logger])
+    return logger
+
+
+@compiled_backends
+def test_logger_on_attention_in_a_loop_warns_and_logs_the_rest(tmp_path, caplog):
+    logger = _fit_logged(looped_model(), tmp_path, caplog)
     assert caplog.text.count("'in_loop' runs inside a graph loop") == 1
     assert logger._pass.eager_runs == 0
     routes = Routes(tmp_path)
@@ -253,11 +258,7 @@ def test_layer_the_compiled_pass_cannot_read_is_warned_of_when_it_takes_over(
     inputs = keras.Input((LENGTH, 8))
     outer = SequenceAttention(name="outer")(inputs, BranchedAttention()(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(outer)))
-    model.compile("adam", "mse")
-    x = np.random.default_rng(1).normal(size=(8, LENGTH, 8)).astype("float32")
-    logger = AttentionLogger(tmp_path, x[:2], images=False)
-    with caplog.at_level(logging.WARNING, logger="keras_seqattn.attention_logger"):
-        model.fit(x, np.zeros((8, 1)), batch_size=4, epochs=2, verbose=0, callbacks=[logger])
+    logger = _fit_logged(model, tmp_path, caplog)
     # Step 0 ran eagerly and read the branch; steps 2 and 4 compiled, which cannot.
     assert caplog.text.count("'in_cond' runs inside a graph loop") == 1
     assert logger._pass.eager_runs == 1
