@@ -185,41 +185,41 @@ def measure(case, rounds: int, tmp: str, compiled: bool = False) -> float:
     points, worker, ends = [], [], []
     print(f"\n== {case.name}: {case.describe}; {rounds} round(s)", flush=True)
     case.train(None)  # warm-up: imports, first traces, caches; not counted
-    for r in range(rounds):
-        # Each round starts with the next variant, so that none always runs first.
-        order = variants[r % len(variants) :] + variants[: r % len(variants)]
-        if len(variants) == 2 and r % 2:
-            order = list(reversed(variants))
-        for variant in order:
-            log_dir = (
-                os.path.join(tmp, f"{case.name}{r}{variant}") if variant != "without" else None
-            )
-            # "compiled": the probe pass compiled from the first point (no eager passes),
-            # as it was before the eager first points.
-            attention_probe.EAGER_PASSES = 0 if variant == "compiled" else EAGER_PASSES
-            seconds, cpu_seconds, timer = case.train(log_dir)
-            times[variant].append(seconds)
-            cpu[variant].append(cpu_seconds)
-            extra = ""
-            if timer:
-                hooks[variant].append(timer.seconds)
-                if variant == "with":
-                    points.append(timer.points)
-                    worker.append(timer.worker_cpu)
-                    ends.append(timer.end_seconds)
-                probe_pass = timer.logger._pass
-                extra = (
-                    f"  (logger: {timer.points} points, {probe_pass.eager_runs} eager, "
-                    f"{probe_pass.traces} trace(s); {timer.seconds:.2f} s in its hooks, of "
-                    f"which {timer.end_seconds:.2f} s waiting at the end; "
-                    f"{timer.worker_cpu:.2f} s CPU on its writer thread)"
+    try:
+        for r in range(rounds):
+            # Each round starts with the next variant, so that none always runs first.
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for variant in order:
+                log_dir = (
+                    os.path.join(tmp, f"{case.name}{r}{variant}") if variant != "without" else None
                 )
-            print(
-                f"round {r + 1} {variant:>8} logger: {seconds:7.2f} s wall, "
-                f"{cpu_seconds:7.2f} s CPU{extra}",
-                flush=True,
-            )
-    attention_probe.EAGER_PASSES = EAGER_PASSES
+                # "compiled": the probe pass compiled from the first point (no eager passes),
+                # as it was before the eager first points.
+                attention_probe.EAGER_PASSES = 0 if variant == "compiled" else EAGER_PASSES
+                seconds, cpu_seconds, timer = case.train(log_dir)
+                times[variant].append(seconds)
+                cpu[variant].append(cpu_seconds)
+                extra = ""
+                if timer:
+                    hooks[variant].append(timer.seconds)
+                    if variant == "with":
+                        points.append(timer.points)
+                        worker.append(timer.worker_cpu)
+                        ends.append(timer.end_seconds)
+                    probe_pass = timer.logger._pass
+                    extra = (
+                        f"  (logger: {timer.points} points, {probe_pass.eager_runs} eager, "
+                        f"{probe_pass.traces} trace(s); {timer.seconds:.2f} s in its hooks, of "
+                        f"which {timer.end_seconds:.2f} s waiting at the end; "
+                        f"{timer.worker_cpu:.2f} s CPU on its writer thread)"
+                    )
+                print(
+                    f"round {r + 1} {variant:>8} logger: {seconds:7.2f} s wall, "
+                    f"{cpu_seconds:7.2f} s CPU{extra}",
+                    flush=True,
+                )
+    finally:
+        attention_probe.EAGER_PASSES = EAGER_PASSES
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
     cpu_without, cpu_with = statistics.median(cpu["without"]), statistics.median(cpu["with"])
     hook = statistics.median(hooks["with"])

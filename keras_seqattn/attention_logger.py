@@ -303,7 +303,7 @@ class AttentionLogger(keras.callbacks.Callback):
             self._pass = ProbePass(self.model, self._targets())
             self._pass_model = self.model
             self._first_run = True
-            self._warned: set[str] = set()
+            self._warned = set()
         self._last_batch_step = self._global_step()
         # The probe pass at step 0 doubles as the check of probe and labels: it runs
         # before the first training step, so a mistake surfaces before any training.
@@ -521,7 +521,6 @@ class AttentionLogger(keras.callbacks.Callback):
 
     def _check_reached(self) -> None:
         called = {r.target.key for r in self._pass.records}
-        self._warn_unreachable()
         for target in self._pass.targets:
             if target.key in called or target.key in self._pass.unreachable:
                 continue
@@ -581,8 +580,7 @@ class AttentionLogger(keras.callbacks.Callback):
         if step == self._last_step:
             return
         outputs = self._run_probe()
-        if not self._first_run:
-            self._warn_unreachable()
+        self._warn_unreachable()
         matrices, stats = self._matrices(outputs)
         if self._chief:
             # Checks (and encodes) the whole point before writing any of it, then

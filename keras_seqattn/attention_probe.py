@@ -413,8 +413,7 @@ class ProbePass:
         if self.backend == "tensorflow":
             return self._function(probe)
         if self.backend == "jax":
-            if not self.model.built:
-                self.model(probe, training=False)  # builds a lazily built model first
+            self._build(probe)
             return self._function(
                 [v.value for v in self.model.trainable_variables],
                 [v.value for v in self.model.non_trainable_variables],
@@ -435,10 +434,7 @@ class ProbePass:
 
     def _eager(self, probe) -> list[dict] | None:
         """The eager pass; None (and no more eager passes) when its result cannot be used."""
-        if not self.model.built:
-            # A lazily built model builds by calling itself on symbolic tensors first,
-            # which would count as a second call of every layer.
-            self.model(probe, training=False)
+        self._build(probe)
         # The training thread's CPU time, not wall time: a loaded machine slows every
         # pass alike and must not make the eager passes look dear.
         started = time.thread_time()
@@ -450,6 +446,13 @@ class ProbePass:
         self._eager_last = time.thread_time() - started
         self._eager_time += self._eager_last
         return outputs
+
+    def _build(self, probe) -> None:
+        """Builds a lazily built model, without the swap: building calls the model on
+        symbolic tensors, which an eager pass would count as a second call of each layer,
+        and JAX's pass needs the variables built to pass them in."""
+        if not self.model.built:
+            self.model(probe, training=False)
 
     def _concrete(self, weights) -> bool:
         """Eager on JAX: weights that are tracers come from inside a loop (`lax.scan`)."""
