@@ -17,9 +17,10 @@ report states it (temporary + output bytes of the compiled step, `memory_analysi
 which is exact and needs no process of its own. Targets (issue 12): ours / raw at most
 1.15; ours' memory at 1 x 16,384 at most a quarter of Keras's.
 
-Then, in a subprocess on the PyTorch backend: ours against
-`torch.nn.functional.scaled_dot_product_attention` on the same shapes, peak CUDA memory
-from `torch.cuda.max_memory_allocated` (reset before each side).
+Then, in a subprocess on the PyTorch backend (eager, as Keras runs PyTorch by default): ours
+against `keras.layers.Attention` and `torch.nn.functional.scaled_dot_product_attention` on
+the same shapes, the same three sides interleaved, peak CUDA memory from
+`torch.cuda.max_memory_allocated` (reset before each side).
 
 Where there is no GPU, or no JAX, it says so and exits 0. `--cpu-tiny` runs the same
 logic on the CPU with tiny shapes and the raw kernel's XLA implementation, to check the
@@ -178,6 +179,7 @@ def run_jax(repeats, cpu_tiny):
 
 
 def run_torch(repeats, cpu_tiny):
+    import keras
     import torch
 
     from keras_seqattn import SequenceAttention
@@ -193,9 +195,16 @@ def run_torch(repeats, cpu_tiny):
             layer = SequenceAttention(scoring, dtype="bfloat16")
             layer.build((None, None, D), (None, None, D))
             kernel = None if scoring == "dot" else layer.trainable_variables[0].value
+            attention = keras.layers.Attention(dtype="bfloat16")
+            dense = keras.layers.Dense(D, use_bias=False, dtype="bfloat16")
 
             def ours(e, q, layer=layer):
                 return layer(e, q)
+
+            def keras_attention(e, q, attention=attention, dense=dense, scoring=scoring):
+                if scoring == "dot":
+                    return attention([q, e])
+                return attention([q, e, dense(e)])  # the inputs projected as the key
 
             def raw(e, q, kernel=kernel, scoring=scoring):
                 query = q if scoring == "dot" else q @ kernel.to(q.dtype)
@@ -208,8 +217,8 @@ def run_torch(repeats, cpu_tiny):
                 b = q.detach().requires_grad_(True)
                 fn(a, b).float().sum().backward()
 
-            times, peaks = {"ours": [], "raw": []}, {}
-            fns = {"ours": ours, "raw": raw}
+            fns = {"ours": ours, "keras": keras_attention, "raw": raw}
+            times, peaks = {name: [] for name in fns}, {}
             for name, fn in fns.items():
                 for _ in range(3):
                     step(fn)
@@ -220,8 +229,9 @@ def run_torch(repeats, cpu_tiny):
                     step(fn)
                     torch.cuda.synchronize()
                     peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            order = list(fns)
             for r in range(repeats):
-                for name in ("ours", "raw") if r % 2 == 0 else ("raw", "ours"):
+                for name in order if r % 2 == 0 else order[::-1]:
                     if cuda:
                         torch.cuda.synchronize()
                     start = time.perf_counter()
@@ -235,9 +245,11 @@ def run_torch(repeats, cpu_tiny):
                     scoring,
                     f"{batch} x {length}",
                     f"{med['ours']:.3f}",
+                    f"{med['keras']:.3f}",
                     f"{med['raw']:.3f}",
                     f"{med['ours'] / med['raw']:.2f}",
-                    "/".join(f"{peaks[k]:.0f}" for k in ("ours", "raw")) if peaks else "n/a",
+                    f"{med['ours'] / med['keras']:.2f}",
+                    "/".join(f"{peaks[k]:.0f}" for k in order) if peaks else "n/a",
                 )
             )
     print_rows(
@@ -246,9 +258,11 @@ def run_torch(repeats, cpu_tiny):
             "scoring",
             "batch x n",
             "ours ms",
+            "Keras Attention ms",
             "torch SDPA ms",
             "ours/SDPA",
-            "peak MiB ours/SDPA",
+            "ours/Keras",
+            "peak MiB ours/Keras/SDPA",
         ),
     )
 
@@ -318,7 +332,10 @@ def main(argv=None):
         if not torch.cuda.is_available():
             print("PyTorch part: nothing measured: torch sees no CUDA device.")
             return 0
-    print("PyTorch backend (subprocess): ours vs torch.nn.functional.scaled_dot_product_attention")
+    print(
+        "PyTorch backend (subprocess, eager): ours vs keras.layers.Attention and "
+        "torch.nn.functional.scaled_dot_product_attention"
+    )
     env = dict(os.environ, KERAS_BACKEND="torch")
     command = [sys.executable, os.path.abspath(__file__), "--torch-part"]
     command += ["--repeats", str(args.repeats)] + (["--cpu-tiny"] if args.cpu_tiny else [])
