@@ -310,16 +310,29 @@ def _read(target: Target, original, args, kwargs):
         query_valid = input_valid  # the queries are the inputs
     if query_valid is None:
         query_valid = from_attention
-    query_start, query_end = spans.span(query_valid, batch, m)
-    input_start, input_end = spans.span(input_valid, batch, n)
-    out = {
+    # The spans themselves are read after the pass, in NumPy (`_spans`): a dozen eager
+    # ops per layer call cost more than the rest of the reading.
+    out = {"weights": weights}
+    if query_valid is not None:
+        out["query_valid"] = query_valid
+    if input_valid is not None:
+        out["input_valid"] = input_valid
+    return result, out, self_attention
+
+
+def _spans(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A record's weights with each example's spans, from the masks the pass returned."""
+    weights = out["weights"]
+    batch, m, n = weights.shape[0], weights.shape[-2], weights.shape[-1]
+    query_start, query_end = spans.span(out.get("query_valid"), batch, m)
+    input_start, input_end = spans.span(out.get("input_valid"), batch, n)
+    return {
         "weights": weights,
         "query_start": query_start,
         "query_end": query_end,
         "input_start": input_start,
         "input_end": input_end,
     }
-    return result, out, self_attention
 
 
 EAGER_PASSES = 10
@@ -406,7 +419,7 @@ class ProbePass:
             outputs = self._eager(probe)
         if outputs is None:
             outputs = self._compiled(probe)
-        return [{k: ops.convert_to_numpy(v) for k, v in out.items()} for out in outputs]
+        return [_spans({k: ops.convert_to_numpy(v) for k, v in out.items()}) for out in outputs]
 
     def _compiled(self, probe) -> list[dict]:
         """The pass as each backend compiles it (PyTorch: eager, see the module docstring)."""

@@ -18,9 +18,10 @@ An axis with none of these is kept whole. The span of an example is from its fir
 position to its last (left or right padding both trim; masked positions inside the span stay,
 so that labels keep their order).
 
-Everything here is `keras.ops`, so it runs inside the probe pass on every backend;
-TensorFlow is touched only for a `tf.RaggedTensor`, which only exists when TensorFlow is
-the backend and already imported.
+The masks are read with `keras.ops`, inside the probe pass on every backend (TensorFlow is
+touched only for a `tf.RaggedTensor`, which only exists when TensorFlow is the backend and
+already imported); `span` turns them into start and end in NumPy after the pass, where a
+dozen eager ops per layer call would cost more than the rest of the reading.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from keras import ops
 
 try:  # Keras keeps this helper private; it reads the attribute Keras layers set.
@@ -109,16 +111,16 @@ def attention_mask_axes(attention_mask, batch, queries, inputs) -> tuple[Any, An
     return ops.broadcast_to(ops.any(mask, axis=2), (batch, queries)), input_mask
 
 
-def span(mask, batch, length) -> tuple[Any, Any]:
+def span(mask: np.ndarray | None, batch: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-example (start, end) of the real positions: first real one, last real one + 1.
 
-    With no mask, the whole axis. An example without any real position gets (0, 0).
+    `mask` is a NumPy `(batch, length)` array (read after the probe pass); with no mask,
+    the whole axis. An example without any real position gets (0, 0).
     """
     if mask is None:
-        start = ops.zeros((batch,), dtype="int32")
-        return start, start + ops.cast(length, "int32")
-    positions = ops.expand_dims(ops.arange(length, dtype="int32"), 0)
-    end = ops.max(ops.where(mask, positions + 1, 0), axis=1)
-    start = ops.min(ops.where(mask, positions, length), axis=1)
-    start = ops.where(end > 0, start, 0)
-    return ops.cast(start, "int32"), ops.cast(end, "int32")
+        return np.zeros(batch, "int32"), np.full(batch, length, "int32")
+    mask = np.asarray(mask, bool)
+    real = mask.any(axis=1)
+    start = np.where(real, mask.argmax(axis=1), 0)
+    end = np.where(real, length - mask[:, ::-1].argmax(axis=1), 0)
+    return start.astype("int32"), end.astype("int32")
