@@ -18,6 +18,7 @@ import pytest
 from keras import ops
 
 from keras_seqattn import AttentionLogger, SequenceAttention, attention_probe
+from keras_seqattn import attention_spans as spans
 from keras_seqattn.attention_probe import ProbePass, Target, adapter_of, find_attention_layers
 from tests.logger_routes import Routes
 
@@ -176,6 +177,27 @@ def test_eager_and_compiled_passes_return_the_same_records_and_values(name):
     assert _traces(compiled_pass) == (1 if BACKEND != "torch" else 2)
     for a, b in zip(eager, compiled, strict=True):
         np.testing.assert_allclose(a["weights"], b["weights"], rtol=1e-5, atol=1e-6)
+
+
+def test_span_runs_from_the_first_real_position_to_the_last_whatever_the_padding():
+    # right padding, left padding, a masked position inside the span, no padding, no
+    # real position at all
+    mask = np.array(
+        [
+            [1, 1, 1, 0, 0, 0],
+            [0, 0, 0, 1, 1, 1],
+            [0, 1, 0, 0, 1, 0],
+            [1, 1, 1, 1, 1, 1],
+            [0, 0, 0, 0, 0, 0],
+        ],
+        dtype=bool,
+    )
+    start, end = spans.span(mask, 5, 6)
+    assert start.tolist() == [0, 3, 1, 0, 0]
+    assert end.tolist() == [3, 6, 5, 6, 0]
+    assert start.dtype == end.dtype == np.int32
+    start, end = spans.span(None, 2, 7)  # no mask: the whole axis
+    assert start.tolist() == [0, 0] and end.tolist() == [7, 7]
 
 
 def test_time_budget_stops_the_eager_passes():
