@@ -600,9 +600,10 @@ class SequenceAttention(layers.Layer):
         if visible is not None:
             # A finite floor instead of -inf, so that a row with nothing to see gives no
             # NaN, nor does its gradient; in a row that sees something, exp(floor - max)
-            # is exactly 0. Half the most negative float: safe to subtract from.
+            # is exactly 0. Half the most negative float: safe to subtract from. (A Python
+            # float, exact in `dtype`: a NumPy scalar would break torch.compile's graph.)
             dtype = sequences.dtype_name(scores)
-            floor = ops.convert_to_tensor(np.array(np.finfo(dtype).min / 2, dtype=dtype))
+            floor = ops.convert_to_tensor(float(np.finfo(dtype).min) / 2, dtype=dtype)
             scores = ops.where(visible, scores, floor)
         weights = ops.softmax(scores, axis=-1)
         # Rows to zero: padded queries, and queries that see no input (an empty example,

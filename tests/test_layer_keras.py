@@ -194,6 +194,57 @@ def test_mixed_precision_with_huge_scores(policy, name, scoring):
     np.testing.assert_allclose(to_numpy(keras.ops.cast(w, "float32")), reference, atol=tolerance)
 
 
+TORCH_COMPILE_CASES = {
+    "dot": ({"scoring": "dot"}, {}),
+    "bilinear, causal": ({"scoring": "bilinear", "mask": "causal"}, {}),
+    "additive": ({"scoring": "additive"}, {}),
+    "dot, window, length_sqrt": (
+        {"scoring": "dot", "mask": ("causal", 2), "score_rescaling": "length_sqrt"},
+        {},
+    ),
+    "dot, weights asked for": ({"scoring": "dot"}, {"return_attention_scores": True}),
+    "multi-head, value": ({"scoring": "dot", "multi_head": True}, {"value": "heads"}),
+}
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile is PyTorch's jit_compile")
+@pytest.mark.parametrize("case", list(TORCH_COMPILE_CASES))
+def test_layer_compiles_into_one_torch_graph_with_eager_results(case):
+    # Keras's jit_compile=True on PyTorch is torch.compile of the training step; a graph
+    # break in the layer would split it and run the pieces eagerly. fullgraph=True makes
+    # any break an error. "aot_eager" traces as torch.compile does (Dynamo, then
+    # AOTAutograd for the backward) and runs the captured graphs without generating code;
+    # fit(jit_compile=True) with the default code generator (inductor) was checked by
+    # hand (README, Backends): about 40 s of compiling on 2 CPU cores for a tiny model.
+    import torch
+
+    options, call = TORCH_COMPILE_CASES[case]
+    rng = np.random.default_rng(5)
+    heads = (2,) if options.get("multi_head") else ()  # (batch, time, heads, size)
+    e = rng.normal(size=(3, 6, *heads, 4)).astype("float32")
+    q = rng.normal(size=(3, 5, *heads, 4)).astype("float32")
+    if call.get("value") == "heads":
+        call = {"value": torch.as_tensor(rng.normal(size=(3, 6, 2, 3)).astype("float32"))}
+    in_mask = torch.as_tensor(np.arange(6)[None, :] < np.array([6, 3, 0])[:, None])
+    layer = SequenceAttention(**options)
+
+    def loss(e, q):
+        result = layer(e, q, mask=[in_mask, None], **call)
+        return sum(torch.sum(x**2) for x in (result if isinstance(result, tuple) else [result]))
+
+    loss(torch.as_tensor(e), torch.as_tensor(q))  # builds the layer
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    results = {}
+    for name, fn in (("eager", loss), ("compiled", compiled)):
+        a, b = (torch.tensor(x, requires_grad=True) for x in (e, q))
+        value = fn(a, b)
+        value.backward()
+        results[name] = [value.detach().numpy(), a.grad.numpy(), b.grad.numpy()]
+    for got, want in zip(results["compiled"], results["eager"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile is XLA's: TensorFlow and JAX")
 def test_jit_compile_on_dense_masked_inputs():
     rng = np.random.default_rng(3)
