@@ -26,7 +26,10 @@ Where there is no GPU, or no JAX, it says so and exits 0. `--cpu-tiny` runs the 
 logic on the CPU with tiny shapes and the raw kernel's XLA implementation, to check the
 script itself; its figures mean nothing.
 
-Run: python benchmarks/gpu_layer.py [--repeats 20] [--cpu-tiny] [--no-torch]
+`--torch-compile` then runs the PyTorch part again with each side under `torch.compile`
+(what Keras's `jit_compile=True` does to a training step on PyTorch).
+
+Run: python benchmarks/gpu_layer.py [--repeats 20] [--cpu-tiny] [--no-torch] [--torch-compile]
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ def run_jax(repeats, cpu_tiny):
 # ---------------------------------------------------------------- PyTorch, a subprocess
 
 
-def run_torch(repeats, cpu_tiny):
+def run_torch(repeats, cpu_tiny, compiled=False):
     import keras
     import torch
 
@@ -218,6 +221,14 @@ def run_torch(repeats, cpu_tiny):
                 fn(a, b).float().sum().backward()
 
             fns = {"ours": ours, "keras": keras_attention, "raw": raw}
+            if compiled:
+                # Each side's forward (and, through AOTAutograd, its backward) compiled by
+                # torch.compile's default code generator, as Keras's jit_compile=True does
+                # to a training step; the warm-up below compiles. Dynamo caches by code
+                # object, which each case's functions share: start each case afresh, or
+                # the cache's limit sends later cases back to eager.
+                torch._dynamo.reset()
+                fns = {name: torch.compile(fn) for name, fn in fns.items()}
             times, peaks = {name: [] for name in fns}, {}
             for name, fn in fns.items():
                 for _ in range(3):
@@ -292,12 +303,17 @@ def main(argv=None):
         "--cpu-tiny", action="store_true", help="check the logic on CPU, tiny shapes"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch part")
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="also time the PyTorch sides under torch.compile (minutes of compiling)",
+    )
     parser.add_argument("--torch-part", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(HERE, os.pardir))
 
     if args.torch_part:  # in the subprocess, KERAS_BACKEND=torch
-        run_torch(args.repeats, args.cpu_tiny)
+        run_torch(args.repeats, args.cpu_tiny, args.torch_compile)
         return 0
 
     os.environ["KERAS_BACKEND"] = "jax"
@@ -339,7 +355,11 @@ def main(argv=None):
     env = dict(os.environ, KERAS_BACKEND="torch")
     command = [sys.executable, os.path.abspath(__file__), "--torch-part"]
     command += ["--repeats", str(args.repeats)] + (["--cpu-tiny"] if args.cpu_tiny else [])
-    return subprocess.run(command, env=env, check=False).returncode
+    status = subprocess.run(command, env=env, check=False).returncode
+    if status or not args.torch_compile:
+        return status
+    print("\nPyTorch backend (subprocess), each side under torch.compile:")
+    return subprocess.run(command + ["--torch-compile"], env=env, check=False).returncode
 
 
 if __name__ == "__main__":
