@@ -283,7 +283,12 @@ def _install(targets: Sequence[Target], on_call) -> Callable[[], None]:
 
 
 def _read(target: Target, original, args, kwargs):
-    """Runs one wrapped call: (result for the caller, weights, spans, self-attention)."""
+    """Runs one wrapped call: (result for the caller, record, self-attention).
+
+    The record holds the weights and the masks of the real queries and inputs
+    (`query_valid`, `input_valid`; absent where nothing says), which `_spans` turns into
+    each example's spans after the pass.
+    """
     arguments, call_with = _bind(original)(*args, **kwargs)
     adapter = target.adapter
     query, inputs = adapter.query(arguments), adapter.inputs(arguments)

@@ -120,6 +120,8 @@ def span(mask: np.ndarray | None, batch: int, length: int) -> tuple[np.ndarray, 
     if mask is None:
         return np.zeros(batch, "int32"), np.full(batch, length, "int32")
     mask = np.asarray(mask, bool)
+    if length == 0:  # an empty axis: nothing real (argmax refuses empty rows)
+        return np.zeros(batch, "int32"), np.zeros(batch, "int32")
     real = mask.any(axis=1)
     start = np.where(real, mask.argmax(axis=1), 0)
     end = np.where(real, length - mask[:, ::-1].argmax(axis=1), 0)

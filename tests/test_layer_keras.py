@@ -202,7 +202,13 @@ TORCH_COMPILE_CASES = {
         {"scoring": "dot", "mask": ("causal", 2), "score_rescaling": "length_sqrt"},
         {},
     ),
+    "bilinear, dim_sqrt": ({"scoring": "bilinear", "score_rescaling": "dim_sqrt"}, {}),
     "dot, weights asked for": ({"scoring": "dot"}, {"return_attention_scores": True}),
+    # The explicit path (weights asked for) with the options the fused path takes above.
+    "dot, window, length_sqrt, weights asked for": (
+        {"scoring": "dot", "mask": ("causal", 2), "score_rescaling": "length_sqrt"},
+        {"return_attention_scores": True},
+    ),
     "multi-head, value": ({"scoring": "dot", "multi_head": True}, {"value": "heads"}),
 }
 
@@ -226,10 +232,11 @@ def test_layer_compiles_into_one_torch_graph_with_eager_results(case):
     if call.get("value") == "heads":
         call = {"value": torch.as_tensor(rng.normal(size=(3, 6, 2, 3)).astype("float32"))}
     in_mask = torch.as_tensor(np.arange(6)[None, :] < np.array([6, 3, 0])[:, None])
+    q_mask = torch.as_tensor(np.arange(5)[None, :] < np.array([5, 5, 2])[:, None])
     layer = SequenceAttention(**options)
 
     def loss(e, q):
-        result = layer(e, q, mask=[in_mask, None], **call)
+        result = layer(e, q, mask=[in_mask, q_mask], **call)
         return sum(torch.sum(x**2) for x in (result if isinstance(result, tuple) else [result]))
 
     loss(torch.as_tensor(e), torch.as_tensor(q))  # builds the layer
@@ -240,7 +247,7 @@ def test_layer_compiles_into_one_torch_graph_with_eager_results(case):
         a, b = (torch.tensor(x, requires_grad=True) for x in (e, q))
         value = fn(a, b)
         value.backward()
-        results[name] = [value.detach().numpy(), a.grad.numpy(), b.grad.numpy()]
+        results[name] = [to_numpy(x) for x in (value.detach(), a.grad, b.grad)]
     for got, want in zip(results["compiled"], results["eager"], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 

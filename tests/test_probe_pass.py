@@ -198,6 +198,8 @@ def test_span_runs_from_the_first_real_position_to_the_last_whatever_the_padding
     assert start.dtype == end.dtype == np.int32
     start, end = spans.span(None, 2, 7)  # no mask: the whole axis
     assert start.tolist() == [0, 0] and end.tolist() == [7, 7]
+    start, end = spans.span(np.zeros((2, 0), bool), 2, 0)  # an empty axis
+    assert start.tolist() == end.tolist() == [0, 0]
 
 
 def test_time_budget_stops_the_eager_passes():
