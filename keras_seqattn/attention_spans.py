@@ -120,9 +120,8 @@ def span(mask: np.ndarray | None, batch: int, length: int) -> tuple[np.ndarray, 
     if mask is None:
         return np.zeros(batch, "int32"), np.full(batch, length, "int32")
     mask = np.asarray(mask, bool)
-    if length == 0:  # an empty axis: nothing real (argmax refuses empty rows)
-        return np.zeros(batch, "int32"), np.zeros(batch, "int32")
-    real = mask.any(axis=1)
-    start = np.where(real, mask.argmax(axis=1), 0)
-    end = np.where(real, length - mask[:, ::-1].argmax(axis=1), 0)
-    return start.astype("int32"), end.astype("int32")
+    positions = np.arange(length, dtype="int32")
+    # `initial` gives rows without a real position (and an empty axis) their (0, 0).
+    end = np.where(mask, positions + 1, 0).max(axis=1, initial=0)
+    start = np.where(mask, positions, length).min(axis=1, initial=length)
+    return np.where(end > 0, start, 0).astype("int32"), end.astype("int32")
