@@ -35,6 +35,7 @@ Run: python benchmarks/gpu_layer.py [--repeats 20] [--cpu-tiny] [--no-torch] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import platform
@@ -50,6 +51,19 @@ SHAPES = [(4, 4096), (1, 16384)]
 TINY_SHAPES = [(2, 64), (1, 128)]
 D = 64
 RAW_TARGET, MEMORY_TARGET = 1.15, 0.25
+
+
+def interleaved_medians(run_once: dict, repeats: int) -> dict:
+    """Median milliseconds of each `run_once[name]()` (which waits for the device), the
+    sides alternating in order and in reverse so that none always runs first."""
+    times = {name: [] for name in run_once}
+    order = list(run_once)
+    for r in range(repeats):
+        for name in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            run_once[name]()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # ---------------------------------------------------------------- JAX, one process
@@ -134,18 +148,14 @@ def run_jax(repeats, cpu_tiny):
     for scoring in ("dot", "bilinear"):
         for batch, length in TINY_SHAPES if cpu_tiny else SHAPES:
             steps = jax_steps(scoring, batch, length, cpu_tiny)
-            times = {name: [] for name in steps}
-            for step, args in steps.values():
+            run_once = {
+                name: lambda step=step, args=args: jax.block_until_ready(step(*args))
+                for name, (step, args) in steps.items()
+            }
+            for run in run_once.values():
                 for _ in range(3):
-                    jax.block_until_ready(step(*args))
-            order = list(steps)
-            for r in range(repeats):
-                for name in order if r % 2 == 0 else order[::-1]:
-                    step, args = steps[name]
-                    start = time.perf_counter()
-                    jax.block_until_ready(step(*args))
-                    times[name].append((time.perf_counter() - start) * 1e3)
-            med = {name: statistics.median(t) for name, t in times.items()}
+                    run()
+            med = interleaved_medians(run_once, repeats)
             mem = {name: step_memory(*steps[name]) for name in steps}
             vs_raw = med["ours"] / med["raw"]
             mem_ratio = mem["ours"] / mem["keras"] if mem["ours"] and mem["keras"] else float("nan")
@@ -158,7 +168,7 @@ def run_jax(repeats, cpu_tiny):
                     f"{med['raw']:.3f}",
                     f"{vs_raw:.2f} ({'PASS' if vs_raw <= RAW_TARGET else 'FAIL'})",
                     f"{med['ours'] / med['keras']:.2f}",
-                    "/".join("?" if mem[k] is None else f"{mem[k]:.1f}" for k in order),
+                    "/".join("?" if mem[k] is None else f"{mem[k]:.1f}" for k in steps),
                     f"{mem_ratio:.2f}",
                 )
             )
@@ -229,7 +239,7 @@ def run_torch(repeats, cpu_tiny, compiled=False):
                 # the cache's limit sends later cases back to eager.
                 torch._dynamo.reset()
                 fns = {name: torch.compile(fn) for name, fn in fns.items()}
-            times, peaks = {name: [] for name in fns}, {}
+            peaks = {}
             for name, fn in fns.items():
                 for _ in range(3):
                     step(fn)
@@ -240,17 +250,18 @@ def run_torch(repeats, cpu_tiny, compiled=False):
                     step(fn)
                     torch.cuda.synchronize()
                     peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
+
+            def synced(fn):
+                if cuda:
+                    torch.cuda.synchronize()  # nothing of the last side still running
+                step(fn)
+                if cuda:
+                    torch.cuda.synchronize()
+
             order = list(fns)
-            for r in range(repeats):
-                for name in order if r % 2 == 0 else order[::-1]:
-                    if cuda:
-                        torch.cuda.synchronize()
-                    start = time.perf_counter()
-                    step(fns[name])
-                    if cuda:
-                        torch.cuda.synchronize()
-                    times[name].append((time.perf_counter() - start) * 1e3)
-            med = {k: statistics.median(v) for k, v in times.items()}
+            med = interleaved_medians(
+                {name: functools.partial(synced, fn) for name, fn in fns.items()}, repeats
+            )
             rows.append(
                 (
                     scoring,
