@@ -106,7 +106,10 @@ def training_step(forward, weights, jit, signature=None):
             sources = [_differentiable(inputs), _differentiable(query)]
             tape.watch(sources)
             loss = _loss(forward(inputs, query, *masks))
-        return tape.gradient(loss, sources + list(weights))
+        # The loss too, as Keras's train_step reports it: without it grappler may prune the
+        # forward output's product where shapes are static (the gradient of a sum needs
+        # only its shape), which flattered padded steps against ragged ones.
+        return loss, tape.gradient(loss, sources + list(weights))
 
     return tf.function(step, jit_compile=jit, input_signature=signature)
 
@@ -288,7 +291,7 @@ def multi_head_cases(jit, rng):
             with tf.GradientTape() as tape:
                 tape.watch([k, q, v])
                 loss = tf.reduce_sum(forward(k, q, v, *masks))
-            return tape.gradient(loss, [k, q, v])
+            return loss, tape.gradient(loss, [k, q, v])  # the loss too: see training_step
 
         return tf.function(run, jit_compile=jit)
 

@@ -2,14 +2,15 @@
 
 The dense cases of `layer.py` ("dot", "bilinear", "additive", "dot, masked"; batch 32,
 n = m = 128, d = 64, float32), one training step's work each: forward, then the gradient
-of the summed output with respect to the inputs, the query and every trainable weight.
+of the summed output with respect to the inputs, the query and every trainable weight (the
+loss returned too, as a training step reports it).
 Ours and the peer (the same function built from Keras's layers, see
 `bench_common.peer`) run on the same backend, in the same process, interleaved, and the
 table quotes the medians and their ratio (target: at most 1.10).
 
 How a step is compiled, per backend, as a user's training step would be:
 - tensorflow: `tf.function` around a `tf.GradientTape` (jit_compile False and True);
-- jax: `jax.jit(jax.grad(...))` of a stateless loss (the weights passed in through
+- jax: `jax.jit(jax.value_and_grad(...))` of a stateless loss (the weights passed in through
   `keras.StatelessScope`), which is always XLA;
 - torch: eager autograd (`torch.autograd.grad`), as Keras's PyTorch trainer runs.
 
@@ -39,7 +40,9 @@ def _compile_tensorflow(forward, weights, jit):
         with tf.GradientTape() as tape:
             tape.watch([inputs, query])
             loss = tf.reduce_sum(forward(inputs, query, *masks))
-        return tape.gradient(loss, [inputs, query, *weights])
+        # The loss too, as a training step reports it (else the forward output's product
+        # may be pruned as dead code on the compiled backends).
+        return loss, tape.gradient(loss, [inputs, query, *weights])
 
     return tf.function(step, jit_compile=jit)
 
@@ -52,7 +55,7 @@ def _compile_jax(forward, weights, jit):
         with keras.StatelessScope(state_mapping=list(zip(weights, values, strict=True))):
             return forward(inputs, query, *masks).sum()
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
     values = [w.value for w in weights]
 
     def step(inputs, query, *masks):
@@ -68,7 +71,8 @@ def _compile_torch(forward, weights, jit):
         inputs = inputs.detach().requires_grad_(True)
         query = query.detach().requires_grad_(True)
         loss = forward(inputs, query, *masks).sum()
-        return torch.autograd.grad(loss, [inputs, query, *(w.value for w in weights)])
+        grads = torch.autograd.grad(loss, [inputs, query, *(w.value for w in weights)])
+        return loss.detach(), grads
 
     return step
 
