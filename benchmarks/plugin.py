@@ -10,9 +10,10 @@ tab would show). For the same softmax matrices, 128 x 128 and 1024 x 1024, this 
    order-0 entropy of the 4-decimal codes (the floor for independent weights);
 2. latency of the backend, with a browser's `Accept-Encoding: gzip`: opening a tag (ours:
    `matrix` of the latest step; the Images tab: its `images` listing, then the latest
-   `individualImage`), and moving to another step (ours: `matrix?step=S`, in the codes
-   form the tab fetches (uint16 codes), the float32 binary form, or JSON; the Images tab:
-   `individualImage`); (a) through
+   `individualImage`), and moving to another step (ours: `matrix?step=S`, in the stored
+   form the tab fetches (the values blob as written, which the browser unpacks), the codes
+   form (uint16 codes, what the tab fetched before), the float32 binary form, or JSON; the
+   Images tab: `individualImage`); (a) through
    TensorBoard's own WSGI app in process (Python loader, `werkzeug.test.Client`), and
    (b) over HTTP from a real `tensorboard` with its default Rust data server. Ours and
    the peer alternate, repeated; medians and the ratio of medians are printed;
@@ -84,8 +85,9 @@ def runs(n: int, repeats: int) -> int:
 
 def steps_for(n: int, repeats: int) -> int:
     """Steps written per size: step 0 for warm-ups, then one fresh step per timed request
-    of each of the three cold cases (codes, binary and JSON), so that no cache serves them."""
-    return 3 * runs(n, repeats) + 1
+    of each of the four cold cases (stored, codes, binary and JSON), so that no cache serves
+    them, one for "stored, again", and the latest (which opening a tag shows)."""
+    return 4 * runs(n, repeats) + 3
 
 
 RUN = "bench"
@@ -270,9 +272,11 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
         fresh_codes = list(range(1, count + 1))
         fresh_binary = list(range(count + 1, 2 * count + 1))
         fresh_json = list(range(2 * count + 1, 3 * count + 1))
+        fresh_stored = list(range(3 * count + 1, 4 * count + 1))
+        stored_again = 4 * count + 1  # first asked for in the stored form (the warm-up)
         # name: (request of the i-th round, peer's name)
         cases = {
-            "ours codes, open": (lambda i, n=n: ours_first(fetch, n, "codes"), "Images, open"),
+            "ours stored, open": (lambda i, n=n: ours_first(fetch, n, "stored"), "Images, open"),
             "Images, open": (lambda i, n=n: images_first(fetch, n), "Images, open"),
             "ours codes, step": (
                 lambda i, n=n, s=fresh_codes: ours_step(fetch, n, "codes", s[i]),
@@ -280,6 +284,14 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
             ),
             "ours codes, again": (
                 lambda i, n=n: ours_step(fetch, n, "codes", 0),
+                "Images, step",
+            ),
+            "ours stored, step": (
+                lambda i, n=n, s=fresh_stored: ours_step(fetch, n, "stored", s[i]),
+                "Images, step",
+            ),
+            "ours stored, again": (
+                lambda i, n=n, s=stored_again: ours_step(fetch, n, "stored", s),
                 "Images, step",
             ),
             "ours binary, step": (
@@ -298,11 +310,12 @@ def latency_table(fetch, repeats: int) -> list[tuple]:
         times: dict[str, list[float]] = {name: [] for name in cases}
         sizes: dict[str, int] = {}
         # Warm-up (imports, tables, listed steps), all on step 0.
-        ours_first(fetch, n, "codes")
+        ours_first(fetch, n, "stored")
         images_first(fetch, n)
         ours_step(fetch, n, "codes", 0)
         ours_step(fetch, n, "binary", 0)
         ours_step(fetch, n, "json", 0)
+        ours_step(fetch, n, "stored", stored_again)
         images_step(fetch, n, 0, listing)
         for i in range(count):
             # Alternate the order so that no case always runs first.
@@ -518,8 +531,8 @@ def main(argv: list[str] | None = None) -> None:
             "\n2. Backend latency per matrix, median. 'open': a tag's first view (ours: "
             "matrix of the latest step;\n   Images: image listing + PNG). 'step': moving to "
             "another listed step, one never shown before (ours: matrix?step=S;\n   Images: the "
-            "PNG); 'again': a step ours has served before (decoded steps are cached).\n   "
-            "ratio = ours / the Images case. Bytes as sent with gzip accepted\n   "
+            "PNG); 'again': a step ours has served before (it keeps steps, decoded or as\n   "
+            "stored). ratio = ours / the Images case. Bytes as sent with gzip accepted\n   "
             "(JSON is gzipped, binary and PNG are not)."
         )
         print_latency(

@@ -15,7 +15,10 @@ context (cold cache), median of --repeats rounds, on the browser's own clock:
   installed before the page's own scripts run).
 Both tabs share one renderer main thread with TensorBoard's own app, so both wait for it.
 Also, in the attention tab: choosing a 1024 x 1024 matrix until it is painted (fetch, decode,
-draw), re-painting it from the cache, and the longest main-thread task meanwhile.
+draw), re-painting it from the cache, and the longest main-thread task meanwhile; and a step
+of it that nobody asked for before, fetched and decoded in the page (what a step move costs
+before drawing) in the stored form that the tab fetches and in the codes form it fetched
+before, interleaved.
 
 The overview of a transformer (issue 10): a second logdir, run "transformer", written here
 like the logger writes it: 24 layers x 12 heads x 2 probe examples x 500 steps of 64 x 64
@@ -63,6 +66,7 @@ QUERIES = 12
 INPUTS = 16
 BIG_TAG = "large/0"
 BIG = 1024
+BIG_STEPS = 21  # step 0, then a fresh step for each timed fetch of each form (10 each)
 
 # A hundred plain words for token labels.
 WORDS = (
@@ -119,13 +123,14 @@ def write_logdir(logdir: str) -> None:
                 )
                 png = heatmap_png(weights, inputs, queries)
                 tf.summary.image(f"heatmap/{k}", tf.io.decode_png(png)[None], step=step)
-        attention(
-            BIG_TAG,
-            attention_matrix(rng, BIG, BIG),
-            step=0,
-            input_labels=[f"in{i}" for i in range(BIG)],
-            query_labels=[f"out{i}" for i in range(BIG)],
-        )
+        for step in range(BIG_STEPS):
+            attention(
+                BIG_TAG,
+                attention_matrix(rng, BIG, BIG),
+                step=step,
+                input_labels=[f"in{i}" for i in range(BIG)],
+                query_labels=[f"out{i}" for i in range(BIG)],
+            )
     writer.close()
 
 
@@ -225,6 +230,41 @@ def large_matrix_ms(browser, url: str, repeats: int) -> dict[str, list[float]]:
             results["longest task"].append(max(longest, longest2))
         finally:
             context.close()
+    return results
+
+
+# Fetches and decodes one step of the large tag in a form, as the tab's loading does.
+_FETCH_AND_DECODE = """async ([tag, step, format]) => {
+    const { parseMatrixBinary } = await import('./matrix.js');
+    const t0 = performance.now();
+    const url = `./matrix?run=train&tag=${encodeURIComponent(tag)}&step=${step}&format=${format}`;
+    const matrix = await parseMatrixBinary(await (await fetch(url)).arrayBuffer());
+    if (matrix.values.length !== matrix.rows * matrix.cols) throw new Error('short matrix');
+    return performance.now() - t0;
+}"""
+
+
+def step_forms_ms(browser, url: str) -> dict[str, list[float]]:
+    """A new step of the large tag fetched and decoded in the page, stored vs codes form."""
+    results: dict[str, list[float]] = {"stored": [], "codes": []}
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{url}#attention")
+        frame = page.frame_locator("iframe")
+        frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
+        root = frame.locator("#attention-root")
+        for form in results:  # warm-up: modules, code tables, the tag's listing
+            root.evaluate(f"(_, a) => ({_FETCH_AND_DECODE})(a)", [BIG_TAG, 0, form])
+        fresh = iter(range(1, BIG_STEPS))
+        for round_ in range((BIG_STEPS - 1) // 2):
+            order = ("stored", "codes") if round_ % 2 == 0 else ("codes", "stored")
+            for form in order:
+                step = next(fresh)
+                ms = root.evaluate(f"(_, a) => ({_FETCH_AND_DECODE})(a)", [BIG_TAG, step, form])
+                results[form].append(ms)
+    finally:
+        context.close()
     return results
 
 
@@ -503,11 +543,13 @@ def main(
                         and all(
                             t["num_steps"] == STEPS for name, t in tags.items() if name != BIG_TAG
                         )
+                        and tags.get(BIG_TAG, {}).get("num_steps") == BIG_STEPS
                     )
 
                 server.wait_until(loaded, timeout=180)
                 times = measure_first_paint(browser, server.url, repeats)
                 large = large_matrix_ms(browser, server.url, repeats)
+                forms = step_forms_ms(browser, server.url)
             print(
                 f"\nFirst painted heatmap after opening the tab (headless Chromium, median "
                 f"of {repeats}, interleaved, cold cache):"
@@ -525,6 +567,12 @@ def main(
             print(
                 f"  longest main-thread task meanwhile:               "
                 f"{statistics.median(large['longest task']):6.0f} ms"
+            )
+            stored, codes = (statistics.median(forms[f]) for f in ("stored", "codes"))
+            print(
+                f"  a new step, fetched and decoded in the page (median of "
+                f"{len(forms['stored'])}, interleaved): stored form {stored:.1f} ms, codes "
+                f"form {codes:.1f} ms (stored / codes {stored / codes:.2f})"
             )
             if logdir:
                 other_logdir(browser, logdir, repeats)

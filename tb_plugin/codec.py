@@ -9,9 +9,14 @@ probe example (and so its tokens) may change from step to step.
 Format version 2 (written today):
 
 * blob 0, the header: the UTF-8 JSON object
-  `{"version": 2, "shape": [m, n] or [h, m, n], "encoding": E,
+  `{"version": 2, "shape": [m, n] or [h, m, n], "encoding": E, "streams": [bytes, ...],
   "input_labels": [n strings], "query_labels": [m strings]}`, stored as it is (first
-  byte `{`) or zlib-compressed (first byte 0x78), whichever is shorter.
+  byte `{`) or zlib-compressed (first byte 0x78), whichever is shorter. `"streams"`: the
+  length of each zlib stream of blob 1, in order (1 to 3 of them, summing to its length).
+  It was added after the first files of version 2 were written, so it may be missing; a
+  reader never needs it to decode (zlib streams end by themselves), but with it the plugin
+  can hand the blob to the browser as it is, which inflates each stream natively
+  (tb_plugin/responses.py, the "stored" form).
 * blob 1, the values, row-major (heads x queries x inputs), zlib-compressed; `E` says how:
   - `"decimal4"`, when every weight lies in [0, 1] (softmax weights): the code
     `q = round(w * 10000)` of each weight (0 to 10000), so a weight reads back as itself
@@ -102,6 +107,8 @@ class Header:
     input_labels: tuple[str, ...]
     query_labels: tuple[str, ...]
     encoding: str = "float16"
+    # The byte length of each zlib stream of the values blob, when the header says.
+    streams: tuple[int, ...] | None = None
 
     @property
     def heads(self) -> int:
@@ -244,8 +251,8 @@ def _zlib(data: bytes, strategy: int, level: int) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def _deflate(parts: Sequence[bytes]) -> bytes:
-    """The parts as zlib streams one after another, each compressed as suits it best.
+def _deflate(parts: Sequence[bytes]) -> list[bytes]:
+    """The parts as zlib streams (to store one after another), each compressed as suits it.
 
     The parts (nibble pairs, high bytes, low bytes) differ: noise-like codes compress
     best with Huffman codes alone, constant or repetitive ones with LZ77 (at zlib's
@@ -254,7 +261,7 @@ def _deflate(parts: Sequence[bytes]) -> bytes:
     """
     if sum(len(part) for part in parts) < _SEPARATE_PARTS_FROM:
         parts = [b"".join(parts)]
-    return b"".join(
+    return [
         min(
             _zlib(part, zlib.Z_HUFFMAN_ONLY, _ZLIB_LEVEL),
             _zlib(part, zlib.Z_DEFAULT_STRATEGY, 1),
@@ -262,7 +269,7 @@ def _deflate(parts: Sequence[bytes]) -> bytes:
         )
         for part in parts
         if part or len(parts) == 1
-    )
+    ]
 
 
 def _decimal4_layout(codes: np.ndarray) -> list[bytes]:
@@ -276,7 +283,8 @@ def _decimal4_layout(codes: np.ndarray) -> list[bytes]:
     return [packed.tobytes(), planes[0].tobytes(), planes[1].tobytes()]
 
 
-def _encode_values(array: np.ndarray) -> tuple[str, bytes]:
+def _encode_values(array: np.ndarray) -> tuple[str, list[bytes]]:
+    """The encoding and the zlib streams of the values blob."""
     if array.min() >= 0.0 and array.max() <= 1.0:
         codes = np.rint(array * DECIMAL_SCALE).astype(np.uint16)
         raw = _decimal4_layout(codes)
@@ -287,9 +295,9 @@ def _encode_values(array: np.ndarray) -> tuple[str, bytes]:
     planes = halves.view(np.uint8).reshape(-1, 2).T[::-1]  # high bytes first
     return min(
         # Version 1's exact values blob: never more bytes than it.
-        ("float16", zlib.compress(halves.tobytes(), _ZLIB_LEVEL)),
+        ("float16", [zlib.compress(halves.tobytes(), _ZLIB_LEVEL)]),
         ("float16-planes", _deflate([plane.tobytes() for plane in planes])),
-        key=lambda candidate: len(candidate[1]),
+        key=lambda candidate: sum(map(len, candidate[1])),
     )
 
 
@@ -315,11 +323,12 @@ def encode(
     array = check_weights(weights)
     inputs = labels_policy.check_labels(input_labels, array.shape[-1], "input_labels")
     queries = labels_policy.check_labels(query_labels, array.shape[-2], "query_labels")
-    encoding, values_blob = _encode_values(array)
+    encoding, streams = _encode_values(array)
     header = {
         "version": FORMAT_VERSION,
         "shape": [int(d) for d in array.shape],
         "encoding": encoding,
+        "streams": [len(stream) for stream in streams],
         "input_labels": list(inputs),
         "query_labels": list(queries),
     }
@@ -331,18 +340,19 @@ def encode(
         )
     compressed = zlib.compress(header_json, 9)
     header_blob = compressed if len(compressed) < len(header_json) else header_json
-    return header_blob, values_blob
+    return header_blob, b"".join(streams)
 
 
 # -- reading ----------------------------------------------------------------------------
 
 
-def _inflate(blob: bytes, limit: int, what: str) -> bytes:
+def _inflate_streams(blob: bytes, limit: int, what: str) -> list[tuple[bytes, int]]:
     """Inflates zlib streams one after another, refusing more than `limit` bytes in all.
 
-    Bounded, so that a corrupt or hostile blob (a "zip bomb") never inflates in full.
+    Returns each stream's inflated bytes and its length in `blob`. Bounded, so that a
+    corrupt or hostile blob (a "zip bomb") never inflates in full.
     """
-    out: list[bytes] = []
+    out: list[tuple[bytes, int]] = []
     size, rest = 0, bytes(blob)
     for _ in range(_MAX_STREAMS):
         decompressor = zlib.decompressobj()
@@ -351,16 +361,20 @@ def _inflate(blob: bytes, limit: int, what: str) -> bytes:
         except zlib.error as err:
             raise DecodeError(f"{what} are not zlib data: {err}") from err
         size += len(raw)
-        out.append(raw)
         if size > limit or not decompressor.eof:
             raise DecodeError(
                 f"{what}: expected at most {limit} bytes, got "
                 f"{size}{'' if decompressor.eof else ' or more'}"
             )
+        out.append((raw, len(rest) - len(decompressor.unused_data)))
         rest = decompressor.unused_data
         if not rest:
-            return b"".join(out)
+            return out
     raise DecodeError(f"{what}: expected at most {_MAX_STREAMS} zlib streams")
+
+
+def _inflate(blob: bytes, limit: int, what: str) -> bytes:
+    return b"".join(raw for raw, _ in _inflate_streams(blob, limit, what))
 
 
 def _string_list(value: Any, length: int, field: str) -> tuple[str, ...]:
@@ -417,12 +431,23 @@ def decode_header(blob: bytes) -> Header:
             "header field 'shape': expected 2 or 3 positive sizes, got "
             + labels_policy.describe(shape)
         )
+    streams = header.get("streams") if version >= 2 else None
+    if streams is not None and (
+        not isinstance(streams, list)
+        or not 1 <= len(streams) <= _MAX_STREAMS
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in streams)
+    ):
+        raise DecodeError(
+            f"header field 'streams': expected 1 to {_MAX_STREAMS} positive byte counts, got "
+            + labels_policy.describe(streams)
+        )
     return Header(
         version=version,
         shape=tuple(shape),
         input_labels=_string_list(header.get("input_labels"), shape[-1], "input_labels"),
         query_labels=_string_list(header.get("query_labels"), shape[-2], "query_labels"),
         encoding=encoding,
+        streams=None if streams is None else tuple(streams),
     )
 
 
@@ -451,6 +476,30 @@ def _decode_decimal4(raw: bytes, size: int) -> np.ndarray:
     return codes
 
 
+def _raw_limit(header: Header) -> int:
+    """The most bytes a values blob of `header` inflates to."""
+    size = header.size
+    return (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
+
+
+def stream_lengths(header: Header, blob: bytes) -> tuple[int, ...]:
+    """The byte length of each zlib stream of a values blob, in order.
+
+    What the header says (format version 2 written since it says), when that adds up to
+    the blob's length; one stream for version 1; else found by inflating the blob (bounded
+    as `decode_values` is), which costs what decoding it would. A header's wrong lengths
+    are a hint that failed, not unreadable data: the blob may still decode.
+
+    Raises:
+      DecodeError: when the lengths must be found and the blob is not zlib streams.
+    """
+    if header.version == 1:
+        return (len(blob),)
+    if header.streams is not None and sum(header.streams) == len(blob):
+        return header.streams
+    return tuple(length for _, length in _inflate_streams(blob, _raw_limit(header), "values"))
+
+
 def decode_values(header: Header, blob: bytes) -> Values:
     """Decompresses blob 1 into the codes of `header.shape`.
 
@@ -458,8 +507,7 @@ def decode_values(header: Header, blob: bytes) -> Values:
       DecodeError: when the blob does not hold exactly the values the header announces.
     """
     size = header.size
-    limit = (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
-    raw = _inflate(blob, limit, "values")
+    raw = _inflate(blob, _raw_limit(header), "values")
     if header.encoding == "decimal4":
         codes = _decode_decimal4(raw, size)
     else:

@@ -4,7 +4,8 @@ Routes, under `/data/plugin/attention/` (documented in the README):
 
 * `tags`: `{run: {tag: {description, max_step, num_steps, shape, heads}}}`
 * `steps?run=R&tag=T`: `[{step, wall_time}, ...]`, ascending
-* `matrix?run=R&tag=T[&step=S][&format=json|binary|codes|csv]`: one stored matrix
+* `matrix?run=R&tag=T[&step=S][&format=json|binary|codes|stored|csv]`: one stored matrix
+  (`stored`: the values blob as written, which the frontend inflates and unpacks itself)
 * `overview?run=R&example=E[&step=S][&format=binary|codes]`: one step of every layer of
   probe example E, in one binary answer (JSON description, then float32 values, or with
   `codes` the stored uint16 codes, half the bytes, which the frontend widens itself)
@@ -47,8 +48,8 @@ _ALL_STEPS = 1 << 30
 MAX_REMEMBERED_STEPS = 100_000
 # How many decoded headers (of tags' latest steps) the plugin keeps.
 MAX_REMEMBERED_HEADERS = 10_000
-# How many decoded values (uint16 codes, 2 bytes each) the plugin keeps: 64 MiB.
-MAX_CACHED_CODES = 32 << 20
+# How many bytes of values (decoded uint16 codes, or blobs as stored) the plugin keeps.
+MAX_CACHED_VALUE_BYTES = 64 << 20
 # Most values one `overview` answer may hold (32 MiB of float32, e.g. 24 layers x 12
 # heads of 170 x 170); beyond it the answer is 413, so that one request's cost is bounded.
 MAX_OVERVIEW_VALUES = 1 << 23
@@ -70,7 +71,7 @@ _STATIC_TYPES = {
     ".css": "text/css",
 }
 
-FORMATS = ("json", "binary", "codes", "csv")
+FORMATS = ("json", "binary", "codes", "stored", "csv")
 OVERVIEW_FORMATS = ("binary", "codes")
 # Values that all requests together may be decoding and formatting at once (about 2x the
 # largest matrix): see _ValueBudget.
@@ -137,6 +138,10 @@ def _parse_step(text: str | None) -> int | None:
             400, f"query parameter 'step': expected an integer training step, got {_shown(text)}"
         )
     return int(text)
+
+
+def _cached_bytes(values: codec.Values | bytes) -> int:
+    return values.codes.nbytes if isinstance(values, codec.Values) else len(values)
 
 
 def _parse_format(text: str | None, formats: tuple[str, ...] = FORMATS) -> str:
@@ -256,11 +261,12 @@ class AttentionPlugin(base_plugin.TBPlugin):
         # run, tag) -> problem. Every route asks this before serving a tag.
         self._problems: dict[tuple[str, str, str], str | None] = {}
         self._budget = _ValueBudget(MAX_VALUES_IN_FLIGHT)
-        # Decoded values of recently served steps, {(blob key, wall time): codec.Values},
-        # oldest first, at most MAX_CACHED_CODES codes in all: moving back and forth
-        # between steps (the slider, the overview grid) then decodes each step once.
-        self._values: dict[tuple[str, float], codec.Values] = {}
-        self._values_codes = 0
+        # Values of recently served steps, {(blob key, wall time): codec.Values, or the
+        # blob as stored where only the stored form was asked for}, oldest first, at most
+        # MAX_CACHED_VALUE_BYTES in all: moving back and forth between steps (the slider,
+        # the overview grid) then reads and decodes each step once.
+        self._values: dict[tuple[str, float], codec.Values | bytes] = {}
+        self._values_bytes = 0
         # The tag names of each run at its last full listing, with when that was:
         # {(experiment, run): (time.monotonic(), names)}.
         self._tag_names: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
@@ -564,13 +570,21 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if isinstance(blob, Exception):
             raise blob
         values = codec.decode_values(header, blob)
-        with self._known_lock:
-            if key not in self._values:
-                self._values[key] = values
-                self._values_codes += values.codes.size
-            while self._values_codes > MAX_CACHED_CODES and self._values:
-                self._values_codes -= self._values.pop(next(iter(self._values))).codes.size
+        self._keep_values(key, values)
         return values
+
+    def _keep_values(self, key: tuple[str, float], values: codec.Values | bytes) -> None:
+        """Caches a step's values, decoded or as stored (decoded ones replace stored ones)."""
+        with self._known_lock:
+            kept = self._values.get(key)
+            if isinstance(kept, codec.Values):
+                return
+            if kept is not None:
+                self._values_bytes -= _cached_bytes(self._values.pop(key))
+            self._values[key] = values
+            self._values_bytes += _cached_bytes(values)
+            while self._values_bytes > MAX_CACHED_VALUE_BYTES and self._values:
+                self._values_bytes -= _cached_bytes(self._values.pop(next(iter(self._values))))
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -667,17 +681,26 @@ class AttentionPlugin(base_plugin.TBPlugin):
             datum = self._find_step(ctx, experiment, run, tag, step)
             header, blob = self._read_matrix(ctx, run, tag, datum)
         described = {"step": datum.step, "wall_time": datum.wall_time, **responses.describe(header)}
+        key = (datum.values[1].blob_key, datum.wall_time)
+        if fmt == "stored" and not isinstance(blob, codec.Values):
+            # Where the header does not name the streams, finding them inflates the blob.
+            with self._budget.reserve(header.size):
+                try:
+                    streams = codec.stream_lengths(header, blob)
+                except codec.DecodeError as err:
+                    raise _unreadable(run, tag, datum.step, err) from err
+            self._keep_values(key, bytes(blob))
+            body = responses.stored_body(described, header, streams, blob)
+            return http_util.Respond(request, body, "application/octet-stream")
         with self._budget.reserve(header.size):
             try:
-                values = self._decode_values(
-                    (datum.values[1].blob_key, datum.wall_time), header, blob
-                )
+                values = self._decode_values(key, header, blob)
             except codec.DecodeError as err:
                 raise _unreadable(run, tag, datum.step, err) from err
             if fmt == "binary":
                 body = responses.binary_body(described, [values.float32()])
                 return http_util.Respond(request, body, "application/octet-stream")
-            if fmt == "codes":
+            if fmt in ("codes", "stored"):  # stored, but held decoded: the codes say it
                 body = responses.codes_body({**described, "encoding": values.encoding}, [values])
                 return http_util.Respond(request, body, "application/octet-stream")
             if fmt == "csv":

@@ -15,6 +15,14 @@ API (README, "The HTTP API") promises:
   Exact (the stored values themselves) at half the binary form's bytes; the frontend
   widens them to float32 with a table of every code's value (tb_plugin/static/matrix.js),
   the same float32 as the binary form sends;
+* stored: the same frame with the values blob exactly as stored instead of codes: its
+  JSON says the `"encoding"` and `"streams"`, the byte length of each zlib stream that
+  follows, in order; the frontend inflates each (the browser's `DecompressionStream`) and
+  unpacks the codes from the layout that `codec.py` documents, with the same table as for
+  the codes form. A step move then costs the plugin one blob read and no decoding (a
+  stored 1024 x 1024 softmax matrix is about 320 kB, its codes 2.1 MB). When the plugin
+  already holds a step's codes decoded (an earlier request in another form), it answers
+  the codes form instead, which the frontend tells by the missing `"streams"`;
 * CSV: a header row `[head,]query,<input labels>`, then one row per (head and) query with
   6 significant digits.
 
@@ -86,21 +94,32 @@ def json_body(described: dict[str, Any], values: codec.Values) -> str:
     return dumps(described)[:-1] + ',"values":' + values_json(values) + "}"
 
 
+def _frame(described: dict[str, Any]) -> list[bytes]:
+    """The frame's start: uint32 length, UTF-8 JSON, zero padding to a multiple of 4."""
+    header = dumps(described).encode("utf-8")
+    return [struct.pack("<I", len(header)), header, b"\0" * (-(4 + len(header)) % 4)]
+
+
 def binary_body(described: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     """The binary form: uint32 length, UTF-8 JSON, zero padding to 4 bytes, float32s."""
-    header = dumps(described).encode("utf-8")
-    padding = b"\0" * (-(4 + len(header)) % 4)
-    parts = [struct.pack("<I", len(header)), header, padding]
+    parts = _frame(described)
     parts.extend(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
     return b"".join(parts)
 
 
 def codes_body(described: dict[str, Any], values: list[codec.Values]) -> bytes:
-    """The codes form: uint32 length, UTF-8 JSON, zero padding to 4 bytes, uint16 codes."""
-    header = dumps(described).encode("utf-8")
-    padding = b"\0" * (-(4 + len(header)) % 4)
-    parts = [struct.pack("<I", len(header)), header, padding]
+    """The codes form: the frame, then each matrix's uint16 codes."""
+    parts = _frame(described)
     parts.extend(np.ascontiguousarray(v.codes, dtype="<u2").tobytes() for v in values)
+    return b"".join(parts)
+
+
+def stored_body(
+    described: dict[str, Any], header: codec.Header, streams: tuple[int, ...], blob: bytes
+) -> bytes:
+    """The stored form: the frame, its JSON with the encoding and stream lengths, the blob."""
+    parts = _frame({**described, "encoding": header.encoding, "streams": list(streams)})
+    parts.append(bytes(blob))
     return b"".join(parts)
 
 

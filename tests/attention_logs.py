@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -173,6 +174,48 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
         tf.summary.scalar("loss", 1.0, step=0)
     scalars_only.close()
 
+    # Run "stored": values blobs of several zlib streams, for the stored form of `matrix`:
+    # noise-like weights (with escapes), an odd count, repetitive rows, raw scores.
+    stored = tf.summary.create_file_writer(os.path.join(logdir, "stored"))
+    noise = np.random.default_rng(1)  # its own: the other runs' data stay as they were
+    peaked = _softmax(3 * noise.normal(size=(64, 96)))
+    log("stored", stored, "wide/0", 0, peaked)
+    log("stored", stored, "wide/0", 1, _softmax(4 * noise.normal(size=(33, 47))))
+    log("stored", stored, "wide/0", 2, np.tile(np.eye(1, 90), (70, 1)))
+    log("stored", stored, "scores/0", 0, 5 * noise.normal(size=(3, 40, 50)))
+    # A header of version 2 without "streams", as written before the header said.
+    legacy_header, legacy_values = codec.encode(peaked)
+    legacy = codec.decode_header(legacy_header)
+    assert legacy.streams is not None and len(legacy.streams) == 3
+    without = {
+        "version": 2,
+        "shape": list(peaked.shape),
+        "encoding": legacy.encoding,
+        "input_labels": list(legacy.input_labels),
+        "query_labels": list(legacy.query_labels),
+    }
+    with stored.as_default():
+        tf.summary.write(
+            "legacy/0",
+            tf.constant([json.dumps(without).encode(), legacy_values]),
+            step=0,
+            metadata=metadata.create_summary_metadata(),
+        )
+        # Lengths that do not add up to the blob's: a hint the plugin must not trust.
+        wrong = {**without, "streams": [1, 2]}
+        tf.summary.write(
+            "mislengths/0",
+            tf.constant([json.dumps(wrong).encode(), legacy_values]),
+            step=0,
+            metadata=metadata.create_summary_metadata(),
+        )
+    first = logs.written["stored"]["wide/0"][0]
+    for tag in ("legacy/0", "mislengths/0"):
+        logs.written["stored"][tag] = [
+            Written(0, first.values, first.input_labels, first.query_labels)
+        ]
+    stored.close()
+
     # Run "v1": the committed event file of format version 1 (tests/v1_fixture.py).
     shutil.copytree(os.path.join(v1_fixture.LOGDIR, v1_fixture.RUN), os.path.join(logdir, "v1"))
     for tag, steps in v1_fixture.expected().items():
@@ -231,6 +274,7 @@ VISIBLE_TAGS = {
     "eval": ["encoder/attn/0"],
     "model": sorted(f"{layer}/{e}" for layer in MODEL_LAYERS for e in ("0", "1")),
     "v1": ["dec/mha@2/0", "enc/attn/0", "scores/0"],
+    "stored": ["legacy/0", "mislengths/0", "scores/0", "wide/0"],
 }
 HIDDEN_TAGS = ["future/0", "corrupt/0", "oneblob/0", "surrogate/0"]
 
@@ -276,6 +320,44 @@ def _framed(body: bytes, dtype: str) -> tuple[dict, np.ndarray]:
     start = 4 + length + (-(4 + length) % 4)
     assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
     return header, np.frombuffer(body, dtype=dtype, offset=start)
+
+
+def parse_stored(body: bytes) -> tuple[dict, bytes]:
+    """Reads the stored form of `matrix`: header JSON, padding, the values blob as stored."""
+    (length,) = struct.unpack_from("<I", body, 0)
+    header = json.loads(body[4 : 4 + length].decode("utf-8"))
+    start = 4 + length + (-(4 + length) % 4)
+    assert body[4 + length : start] == b"\0" * (start - 4 - length)
+    return header, body[start:]
+
+
+def check_stored(body: bytes, w: Written) -> dict:
+    """Asserts a stored-form answer holds w's values in the zlib streams it announces.
+
+    Each stream must inflate by itself, exactly to its end (what the browser's
+    DecompressionStream needs), and together decode to w's values. Returns the JSON.
+    """
+    from tb_plugin import codec
+
+    header, blob = parse_stored(body)
+    expected = expected_json(w)
+    del expected["values"]
+    assert {k: header[k] for k in expected if k != "step"} == {
+        k: v for k, v in expected.items() if k != "step"
+    }
+    assert header["step"] == w.step and header["encoding"] in codec.ENCODINGS
+    streams = header["streams"]
+    assert 1 <= len(streams) <= 3 and sum(streams) == len(blob)
+    start = 0
+    for length in streams:
+        decompressor = zlib.decompressobj()
+        decompressor.decompress(blob[start : start + length])
+        assert decompressor.eof and not decompressor.unused_data
+        start += length
+    stored = codec.Header(2, tuple(header["shape"]), (), (), encoding=header["encoding"])
+    values = codec.decode_values(stored, blob)
+    np.testing.assert_array_equal(values.float32().reshape(w.values.shape), w.values32)
+    return header
 
 
 def parse_codes(body: bytes) -> tuple[dict, np.ndarray]:

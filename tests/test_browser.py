@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -61,6 +62,18 @@ STEPS = {
 HEADS = np.stack([np.eye(3, 4) * 0.9 + 0.025, np.fliplr(np.eye(3, 4)) * 0.9 + 0.025])
 _big = np.random.default_rng(0).random((1024, 1024))
 BIG = _big / _big.sum(axis=1, keepdims=True)
+# Run "train_more": one matrix of every stored layout, for the stored form's reader
+# (stored.js), and one whose header splits its zlib streams wrongly.
+MORE_RUN = "train_more"
+_noise = np.random.default_rng(1)
+KINDS = {
+    "kinds/peaked/0": np.exp(3 * _noise.normal(size=(33, 47))),  # odd count, escapes
+    "kinds/onehot/0": np.tile(np.eye(1, 90), (70, 1)),  # repetitive: LZ77 streams
+    "kinds/scores/0": 5 * _noise.normal(size=(3, 40, 50)),  # raw scores: float16
+    "kinds/tiny/0": np.array([[0.25, 0.75]]),  # one stream
+}
+KINDS["kinds/peaked/0"] /= KINDS["kinds/peaked/0"].sum(axis=1, keepdims=True)
+BAD_SPLIT_TAG = "kinds/badsplit/0"
 
 
 def write_logdir(logdir: str) -> None:
@@ -90,6 +103,36 @@ def write_logdir(logdir: str) -> None:
             step=0,
             input_labels=[f"in{i}" for i in range(1024)],
             query_labels=[f"q{i}" for i in range(1024)],
+        )
+    writer.close()
+    write_more(logdir)
+
+
+def write_more(logdir: str) -> None:
+    """Run MORE_RUN: KINDS, and BAD_SPLIT_TAG (the streams of a KINDS matrix, misnamed)."""
+    import json
+
+    import tensorflow as tf
+
+    from tb_plugin import codec, metadata
+    from tb_plugin.summary import attention
+
+    writer = tf.summary.create_file_writer(os.path.join(logdir, MORE_RUN))
+    with writer.as_default():
+        for tag, weights in KINDS.items():
+            attention(tag, weights, step=0)
+        header_blob, values_blob = codec.encode(BIG[:64, :96] * 10)
+        header = json.loads(
+            zlib.decompress(header_blob) if header_blob[:1] == b"x" else header_blob
+        )
+        first, *rest = header["streams"]
+        assert rest, "several streams, so that a wrong split can add up to the right total"
+        header["streams"] = [first - 7, rest[0] + 7, *rest[1:]]
+        tf.summary.write(
+            BAD_SPLIT_TAG,
+            tf.constant([json.dumps(header).encode(), values_blob]),
+            step=0,
+            metadata=metadata.create_summary_metadata(),
         )
     writer.close()
 
@@ -127,7 +170,10 @@ def servers(logdirs):
                 started.append(future.result())
         full = started[0]
         full.wait_until(
-            lambda: BIG_TAG in full.get_json("data/plugin/attention/tags").get("train", {})
+            lambda: (
+                BIG_TAG in full.get_json("data/plugin/attention/tags").get("train", {})
+                and BAD_SPLIT_TAG in full.get_json("data/plugin/attention/tags").get(MORE_RUN, {})
+            )
         )
         yield started[0], started[1]
     finally:
@@ -272,15 +318,16 @@ def test_codes_widen_in_the_browser_to_numpys_float32_of_every_code(page, server
     assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 
-def test_codes_and_float32_forms_of_a_route_decode_to_the_same_matrix(page, servers):
+def test_stored_codes_and_float32_forms_of_a_route_decode_to_the_same_matrix(page, servers):
     frame = open_tab(page, servers[0])
     # Compared bit for bit in the page: a million values sent back to Python as JSON
-    # took most of a minute.
-    both = """async (_, tag) => {
+    # took most of a minute. The stored form first: the plugin answers it as stored only
+    # while it does not hold the step decoded (which the codes and binary forms make it).
+    both = """async (_, [run, tag, form]) => {
         const { parseMatrixBinary } = await import('./matrix.js');
         const get = async (format) => parseMatrixBinary(await (await fetch(
-            `./matrix?run=train&tag=${encodeURIComponent(tag)}&format=${format}`)).arrayBuffer());
-        const [codes, floats] = [await get('codes'), await get('binary')];
+            `./matrix?run=${run}&tag=${encodeURIComponent(tag)}&format=${format}`)).arrayBuffer());
+        const [codes, floats] = [await get(form), await get('binary')];
         const bits = (m) => new Uint32Array(m.values.buffer, m.values.byteOffset, m.values.length);
         const [a, b] = [bits(codes), bits(floats)];
         let differ = a.length === b.length ? 0 : -1;
@@ -290,15 +337,42 @@ def test_codes_and_float32_forms_of_a_route_decode_to_the_same_matrix(page, serv
         return [a.length, differ, sum, codes.queryLabels, floats.queryLabels,
                 codes.bytes, floats.bytes];
     }"""
-    for tag in (TAG, HEADS_TAG, BIG_TAG):
-        count, differ, total, labels_c, labels_f, bytes_c, bytes_f = frame.locator(
-            "#heatmap"
-        ).evaluate(both, tag)
-        latest = {TAG: WEIGHTS_20, HEADS_TAG: HEADS, BIG_TAG: BIG}[tag]
-        assert count == latest.size and differ == 0 and labels_c == labels_f
-        assert abs(total - latest.sum()) <= 5e-5 * count  # the format's precision bound
-        # The cache counts what a matrix holds in memory: its float32 values, either way.
-        assert 4 * count < bytes_c <= bytes_f + 64
+    latest = {("train", TAG): WEIGHTS_20, ("train", HEADS_TAG): HEADS, ("train", BIG_TAG): BIG}
+    latest.update({(MORE_RUN, tag): weights for tag, weights in KINDS.items()})
+    for form in ("stored", "codes"):
+        for (run, tag), weights in latest.items():
+            count, differ, total, labels_c, labels_f, bytes_c, bytes_f = frame.locator(
+                "#heatmap"
+            ).evaluate(both, [run, tag, form])
+            assert count == weights.size and differ == 0 and labels_c == labels_f, (form, tag)
+            # The format's precision bound (float16's for raw scores).
+            assert abs(total - weights.sum()) <= max(5e-5, 1e-3 * np.abs(weights).max()) * count
+            # The cache counts what a matrix holds in memory: its float32 values, either way.
+            assert 4 * count < bytes_c <= bytes_f + 64
+
+
+def test_stored_form_that_cannot_be_unpacked_falls_back_to_the_plugins_decoding(page, servers):
+    frame = open_tab(page, servers[0])
+    # The header of BAD_SPLIT_TAG names stream lengths that add up to the blob's but cut
+    # it in the wrong places: the browser's inflating fails, with a message that says so.
+    load = """async (_, [run, tag]) => {
+        const { parseMatrixBinary } = await import('./matrix.js');
+        const { loadMatrix } = await import('./http.js');
+        const url = `./matrix?run=${run}&tag=${encodeURIComponent(tag)}&format=stored`;
+        let error = null;
+        try {
+            await parseMatrixBinary(await (await fetch(url)).arrayBuffer());
+        } catch (err) {
+            error = err.message;
+        }
+        const loaded = await loadMatrix(run, tag, 0);
+        return [error, Array.from(loaded.values)];
+    }"""
+    error, values = frame.locator("#heatmap").evaluate(load, [MORE_RUN, BAD_SPLIT_TAG])
+    assert error is not None and "zlib" in error, error
+    # The tab's own loading then asks for the codes form, which the plugin decodes.
+    expected = np.rint(BIG[:64, :96] * 10 * 10_000) / 10_000
+    np.testing.assert_allclose(np.array(values).reshape(64, 96), expected, atol=1e-7)
 
 
 def test_slider_moves_through_steps(page, servers):

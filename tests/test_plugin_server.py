@@ -20,6 +20,7 @@ from attention_logs import (
     check_codes_overview,
     check_csv,
     check_overview,
+    check_stored,
     expected_json,
     parse_binary,
     parse_codes,
@@ -87,6 +88,18 @@ def test_tags(server):
     assert tags["train"]["decoder/heads/0"]["shape"] == [2, 3, 4]
     assert tags["train"]["long/0"]["num_steps"] == 12  # --samples_per_plugin attention=0
     assert not set(HIDDEN_TAGS) & set(tags["train"])
+
+
+def test_matrix_stored_form_is_the_blob_in_its_streams(server, logs):
+    # Before any test has the plugin decode these steps (it then answers the codes form).
+    for run in ("stored", "v1"):
+        for tag, written in logs.written[run].items():
+            for w in written:
+                status, body, headers = server.get(
+                    _url("matrix", run=run, tag=tag, step=w.step, format="stored")
+                )
+                assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+                check_stored(body, w)
 
 
 def test_steps_and_matrix_json_are_exact(server, logs):

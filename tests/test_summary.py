@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -156,6 +157,15 @@ def test_every_matrix_kind_round_trips_within_its_precision_and_v1_bytes(kind, s
     else:
         # Never more bytes than format version 1 stored.
         assert len(header_blob) + len(values_blob) <= _v1_bytes(exact)
+    # The header names each zlib stream of the values, each complete by itself.
+    assert codec.stream_lengths(header, values_blob) == header.streams
+    start = 0
+    for length in header.streams:
+        decompressor = zlib.decompressobj()
+        decompressor.decompress(values_blob[start : start + length])
+        assert decompressor.eof and not decompressor.unused_data
+        start += length
+    assert start == len(values_blob)
 
 
 def test_float16_would_miss_the_4_decimals_that_version_2_keeps():
@@ -175,6 +185,7 @@ def test_header_is_json_or_its_zlib_and_values_follow_the_documented_layout():
         "version": 2,
         "shape": [2, 3],
         "encoding": "decimal4",
+        "streams": [len(values_blob)],  # small values: one zlib stream
         "input_labels": ["a", "b", "c"],
         "query_labels": ["x", "y"],
     }
@@ -365,6 +376,11 @@ def _v1_header(**changes) -> bytes:
         (_header(shape=[4096, 4096]), "shape"),
         (_header(encoding="float32"), "encoding"),
         (_header(encoding=["decimal4"]), "encoding"),
+        (_header(streams=[]), "streams"),
+        (_header(streams=[0]), "streams"),
+        (_header(streams=[1, 2, 3, 4]), "streams"),
+        (_header(streams=[True]), "streams"),
+        (_header(streams="12"), "streams"),
         (_v1_header(dtype="<f4"), "dtype"),
         (_header(input_labels=["a"]), "input_labels"),
         (_header(query_labels=[1]), "query_labels"),
@@ -398,6 +414,25 @@ def test_corrupt_values_raise_decode_error():
         codec.decode_values(v2, zlib.compress(b""))
     with pytest.raises(codec.DecodeError, match="above 10000"):
         codec.decode_values(v2, zlib.compress(bytes([0xF0, 0xFF, 0xFF])))  # 15 + 65535
+
+
+def test_stream_lengths_come_from_the_header_else_from_the_blob():
+    weights = np.random.default_rng(3).dirichlet(np.full(200, 0.1), size=100)
+    header_blob, blob = codec.encode(weights)
+    said = codec.decode_header(header_blob)
+    assert len(said.streams) == 3 and sum(said.streams) == len(blob)
+    # Written before the header said, or said wrongly: found by inflating.
+    for streams in (None, (1, 2), (len(blob) + 1,)):
+        header = dataclasses.replace(said, streams=streams)
+        assert codec.stream_lengths(header, blob) == said.streams
+    # Version 1: one stream, whatever it holds (the reader checks it when decoding).
+    v1 = codec.decode_header(_v1_header())
+    assert codec.stream_lengths(v1, b"anything") == (8,)
+    legacy = dataclasses.replace(said, streams=None)
+    with pytest.raises(codec.DecodeError, match="zlib"):
+        codec.stream_lengths(legacy, b"not zlib")
+    with pytest.raises(codec.DecodeError, match="or more"):
+        codec.stream_lengths(legacy, zlib.compress(b"\0" * 10_000_000))
 
 
 def test_non_finite_stored_values_are_refused():

@@ -5,9 +5,11 @@
 import { parseMatrixBinary, parseOverviewBinary } from "./matrix.js";
 
 // Decoded matrices and overviews kept, in bytes of their float32 values. Scrubbing 500 steps
-// of an overview of 24 layers x 12 heads of 64 x 64 (4.7 MB a step) keeps the last ~40. Both
-// are fetched in the routes' "codes" form (the stored uint16 codes: half the bytes of float32
-// on the wire, widened exactly to float32 here).
+// of an overview of 24 layers x 12 heads of 64 x 64 (4.7 MB a step) keeps the last ~40. A
+// matrix is fetched in the "stored" form (the values blob as written, unpacked by stored.js:
+// about a sixth of the codes' bytes, and no decoding in the plugin), an overview in the
+// "codes" form (the stored uint16 codes: half the bytes of float32; its 64 x 64 layers cost
+// the plugin little to decode); both widened exactly to float32 here.
 export const CACHE_BYTES = 192 * 1024 * 1024;
 
 export function query(params) {
@@ -81,9 +83,17 @@ async function getBinary(url, parse) {
 
 /** One run/tag/step matrix, decoded ({step, heads, rows, cols, values, labels}). */
 export function loadMatrix(run, tag, step) {
-  return cached(JSON.stringify(["matrix", run, tag, step]), () =>
-    getBinary(`./matrix?${query({ run, tag, step, format: "codes" })}`, parseMatrixBinary),
-  );
+  const url = (format) => `./matrix?${query({ run, tag, step, format })}`;
+  return cached(JSON.stringify(["matrix", run, tag, step]), async () => {
+    try {
+      return await getBinary(url("stored"), parseMatrixBinary);
+    } catch (err) {
+      if (err.status) throw err; // the route's own answer: the codes form would say the same
+      // Stored data that this browser could not unpack (say, a header naming its streams
+      // wrongly): the plugin's own reader may still read it.
+      return getBinary(url("codes"), parseMatrixBinary);
+    }
+  });
 }
 
 /** Every layer of one probe example at one step (the latest when step is null). */

@@ -6,7 +6,8 @@
 // own example_raw_scalars plugin: index.js, a few modules, a style sheet):
 //
 //   colormaps.js  viridis and the diverging map as lookup tables
-//   matrix.js     decoding the binary and codes forms; head mean / max, attention rollout
+//   matrix.js     decoding the binary, codes and stored forms; head mean / max, attention rollout
+//   stored.js     the stored form: inflating and unpacking the values blob as written
 //   http.js       the routes, by relative URL, and the cache of decoded matrices
 //   dom.js        DOM helpers: text-only labels, direction isolation, tooltip placement
 //   panel.js      one heatmap panel: layout, painting, token highlight

@@ -2,6 +2,8 @@
 // attention rollout, ranges, grouping tags by layer). Pure functions, no DOM: exported so that
 // the browser tests can check them against NumPy.
 
+import { storedCodes, valueKind } from "./stored.js";
+
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export const naturalOrder = (a, b) => a.localeCompare(b, undefined, { numeric: true });
@@ -37,6 +39,7 @@ function floats(buffer, view, offset, count) {
 const codeTables = new Map();
 
 function codeTable(encoding) {
+  encoding = valueKind(encoding); // "float16-planes" codes are float16 bits too
   let table = codeTables.get(encoding);
   if (table) return table;
   if (encoding === "decimal4") {
@@ -64,14 +67,20 @@ export function decodeCodes(buffer, view, offset, count, encoding) {
   if (offset + count * 2 > buffer.byteLength) {
     throw new Error(`values truncated: expected ${count} uint16 codes`);
   }
+  if (LITTLE_ENDIAN && offset % 2 === 0) {
+    return widen(new Uint16Array(buffer, offset, count), encoding);
+  }
   const table = codeTable(encoding);
   const values = new Float32Array(count);
-  if (LITTLE_ENDIAN && offset % 2 === 0) {
-    const codes = new Uint16Array(buffer, offset, count);
-    for (let i = 0; i < count; i++) values[i] = table[codes[i]];
-  } else {
-    for (let i = 0; i < count; i++) values[i] = table[view.getUint16(offset + 2 * i, true)];
-  }
+  for (let i = 0; i < count; i++) values[i] = table[view.getUint16(offset + 2 * i, true)];
+  return values;
+}
+
+/** The float32 value of each code (a Uint16Array) of an encoding. */
+function widen(codes, encoding) {
+  const table = codeTable(encoding);
+  const values = new Float32Array(codes.length);
+  for (let i = 0; i < codes.length; i++) values[i] = table[codes[i]];
   return values;
 }
 
@@ -108,16 +117,24 @@ function labelled(described, shape, values) {
 }
 
 /**
- * Decodes the binary or codes form of GET matrix (README, "The HTTP API"): the codes form says
- * its "encoding". `bytes`: what the decoded matrix holds in memory (for the cache's bound).
+ * Decodes the binary, codes or stored form of GET matrix (README, "The HTTP API"): the codes
+ * form says its "encoding", the stored form its "encoding" and "streams" (stored.js). Async,
+ * for the stored form's inflating. `bytes`: what the decoded matrix holds in memory (for the
+ * cache's bound).
  */
-export function parseMatrixBinary(buffer) {
+export async function parseMatrixBinary(buffer) {
   const { header, view, offset } = readFrame(buffer);
   const { heads, rows, cols } = dims(header.shape);
   const count = heads * rows * cols;
-  const values = header.encoding
-    ? decodeCodes(buffer, view, offset, count, header.encoding)
-    : floats(buffer, view, offset, count);
+  let values;
+  if (header.streams !== undefined) {
+    const stored = new Uint8Array(buffer, offset);
+    values = widen(await storedCodes(stored, header.streams, header.encoding, count), header.encoding);
+  } else if (header.encoding) {
+    values = decodeCodes(buffer, view, offset, count, header.encoding);
+  } else {
+    values = floats(buffer, view, offset, count);
+  }
   return {
     step: header.step,
     wallTime: header.wall_time,
