@@ -29,10 +29,12 @@ example", to avoid a cond, but its gathers and segment sums made a batch of even
 1.4 to 1.9 times as slow as padded.)
 
 Limits: the weights are not formed as a (batch, m, n) tensor here, so a call that asks for
-them, or applies dropout to them, takes the padded path. On 2 CPU cores under load the
-tiled path is bound by the number of small operations (a few hundred per training step),
-not by the pairs it scores: a skewed batch scoring a fifth of the padded pairs costs half to
-three quarters of the padded time, not a fifth (benchmarks/layer.py, "ragged, skewed").
+them, or applies dropout to them, takes the padded path. Small batched products are slow
+on a CPU: TensorFlow runs (S, 32, 64) x (S, 64, 32) at about a quarter of the floating-point
+rate of a padded batch's (B, 128, 64) x (B, 64, 128) on 2 cores, and the products are about
+half of this path's time (TensorFlow's profiler), so a skewed batch scoring a ninth of the
+padded pairs costs 0.55 to 0.75 of the padded time, not a ninth (benchmarks/layer.py,
+"ragged, skewed"; README, "Ragged batches").
 """
 
 from __future__ import annotations
