@@ -346,13 +346,12 @@ def encode(
 # -- reading ----------------------------------------------------------------------------
 
 
-def _inflate_streams(blob: bytes, limit: int, what: str) -> list[tuple[bytes, int]]:
+def _inflate(blob: bytes, limit: int, what: str) -> bytes:
     """Inflates zlib streams one after another, refusing more than `limit` bytes in all.
 
-    Returns each stream's inflated bytes and its length in `blob`. Bounded, so that a
-    corrupt or hostile blob (a "zip bomb") never inflates in full.
+    Bounded, so that a corrupt or hostile blob (a "zip bomb") never inflates in full.
     """
-    out: list[tuple[bytes, int]] = []
+    out: list[bytes] = []
     size, rest = 0, bytes(blob)
     for _ in range(_MAX_STREAMS):
         decompressor = zlib.decompressobj()
@@ -361,20 +360,16 @@ def _inflate_streams(blob: bytes, limit: int, what: str) -> list[tuple[bytes, in
         except zlib.error as err:
             raise DecodeError(f"{what} are not zlib data: {err}") from err
         size += len(raw)
+        out.append(raw)
         if size > limit or not decompressor.eof:
             raise DecodeError(
                 f"{what}: expected at most {limit} bytes, got "
                 f"{size}{'' if decompressor.eof else ' or more'}"
             )
-        out.append((raw, len(rest) - len(decompressor.unused_data)))
         rest = decompressor.unused_data
         if not rest:
-            return out
+            return b"".join(out)
     raise DecodeError(f"{what}: expected at most {_MAX_STREAMS} zlib streams")
-
-
-def _inflate(blob: bytes, limit: int, what: str) -> bytes:
-    return b"".join(raw for raw, _ in _inflate_streams(blob, limit, what))
 
 
 def _string_list(value: Any, length: int, field: str) -> tuple[str, ...]:
@@ -432,15 +427,14 @@ def decode_header(blob: bytes) -> Header:
             + labels_policy.describe(shape)
         )
     streams = header.get("streams") if version >= 2 else None
-    if streams is not None and (
-        not isinstance(streams, list)
-        or not 1 <= len(streams) <= _MAX_STREAMS
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in streams)
+    if not (
+        isinstance(streams, list)
+        and 1 <= len(streams) <= _MAX_STREAMS
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in streams)
     ):
-        raise DecodeError(
-            f"header field 'streams': expected 1 to {_MAX_STREAMS} positive byte counts, got "
-            + labels_policy.describe(streams)
-        )
+        # A hint for serving the blob as it is, never needed to decode it: one that is
+        # missing or malformed is no reason to hide a readable matrix.
+        streams = None
     return Header(
         version=version,
         shape=tuple(shape),
@@ -476,28 +470,18 @@ def _decode_decimal4(raw: bytes, size: int) -> np.ndarray:
     return codes
 
 
-def _raw_limit(header: Header) -> int:
-    """The most bytes a values blob of `header` inflates to."""
-    size = header.size
-    return (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
+def stated_streams(header: Header, blob: bytes) -> tuple[int, ...] | None:
+    """The byte length of each zlib stream of a values blob, when known without inflating it.
 
-
-def stream_lengths(header: Header, blob: bytes) -> tuple[int, ...]:
-    """The byte length of each zlib stream of a values blob, in order.
-
-    What the header says (format version 2 written since it says), when that adds up to
-    the blob's length; one stream for version 1; else found by inflating the blob (bounded
-    as `decode_values` is), which costs what decoding it would. A header's wrong lengths
-    are a hint that failed, not unreadable data: the blob may still decode.
-
-    Raises:
-      DecodeError: when the lengths must be found and the blob is not zlib streams.
+    One stream for version 1; for version 2, what the header says, if that adds up to the
+    blob's length; else None (a file written before the header said, or a wrong header:
+    the streams' ends are then known only by inflating, what decoding does).
     """
     if header.version == 1:
         return (len(blob),)
     if header.streams is not None and sum(header.streams) == len(blob):
         return header.streams
-    return tuple(length for _, length in _inflate_streams(blob, _raw_limit(header), "values"))
+    return None
 
 
 def decode_values(header: Header, blob: bytes) -> Values:
@@ -507,7 +491,8 @@ def decode_values(header: Header, blob: bytes) -> Values:
       DecodeError: when the blob does not hold exactly the values the header announces.
     """
     size = header.size
-    raw = _inflate(blob, _raw_limit(header), "values")
+    limit = (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
+    raw = _inflate(blob, limit, "values")
     if header.encoding == "decimal4":
         codes = _decode_decimal4(raw, size)
     else:

@@ -682,13 +682,10 @@ class AttentionPlugin(base_plugin.TBPlugin):
             header, blob = self._read_matrix(ctx, run, tag, datum)
         described = {"step": datum.step, "wall_time": datum.wall_time, **responses.describe(header)}
         key = (datum.values[1].blob_key, datum.wall_time)
+        streams = None
         if fmt == "stored" and not isinstance(blob, codec.Values):
-            # Where the header does not name the streams, finding them inflates the blob.
-            with self._budget.reserve(header.size):
-                try:
-                    streams = codec.stream_lengths(header, blob)
-                except codec.DecodeError as err:
-                    raise _unreadable(run, tag, datum.step, err) from err
+            streams = codec.stated_streams(header, blob)
+        if streams is not None:
             self._keep_values(key, bytes(blob))
             body = responses.stored_body(described, header, streams, blob)
             return http_util.Respond(request, body, "application/octet-stream")
@@ -700,7 +697,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
             if fmt == "binary":
                 body = responses.binary_body(described, [values.float32()])
                 return http_util.Respond(request, body, "application/octet-stream")
-            if fmt in ("codes", "stored"):  # stored, but held decoded: the codes say it
+            # "stored" comes here when the step is held decoded, or its header does not
+            # say where its zlib streams end (only inflating, i.e. decoding, finds that).
+            if fmt in ("codes", "stored"):
                 body = responses.codes_body({**described, "encoding": values.encoding}, [values])
                 return http_util.Respond(request, body, "application/octet-stream")
             if fmt == "csv":

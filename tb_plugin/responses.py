@@ -20,9 +20,10 @@ API (README, "The HTTP API") promises:
   follows, in order; the frontend inflates each (the browser's `DecompressionStream`) and
   unpacks the codes from the layout that `codec.py` documents, with the same table as for
   the codes form. A step move then costs the plugin one blob read and no decoding (a
-  stored 1024 x 1024 softmax matrix is about 320 kB, its codes 2.1 MB). When the plugin
-  already holds a step's codes decoded (an earlier request in another form), it answers
-  the codes form instead, which the frontend tells by the missing `"streams"`;
+  stored 1024 x 1024 softmax matrix is about 320 kB, its codes 2.1 MB). The plugin answers
+  the codes form instead, which the frontend tells by the missing `"streams"`, when it
+  already holds the step decoded (another form or the overview asked for it), or when the
+  step's header does not say where its streams end (files written before it said);
 * CSV: a header row `[head,]query,<input labels>`, then one row per (head and) query with
   6 significant digits.
 

@@ -35,6 +35,8 @@ class Written:
     values: np.ndarray  # float64 as stored (see stored_values), the shape as written
     input_labels: list[str]
     query_labels: list[str]
+    # The values blob as the writer stored it, where a test compares the bytes served.
+    values_blob: bytes | None = None
 
     @property
     def values32(self) -> np.ndarray:
@@ -60,6 +62,10 @@ class Logs:
     written: dict[str, dict[str, list[Written]]] = field(default_factory=dict)
     # Run "model": {layer: [(step, mean entropy as float32), ...]}
     entropy: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    # Run "stored" (for the stored form of `matrix`), kept out of `written` so that the
+    # tests that read every written step never make the plugin decode these first:
+    # {tag: [Written, ...]}
+    stored: dict[str, list[Written]] = field(default_factory=dict)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -179,11 +185,27 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
     stored = tf.summary.create_file_writer(os.path.join(logdir, "stored"))
     noise = np.random.default_rng(1)  # its own: the other runs' data stay as they were
     peaked = _softmax(3 * noise.normal(size=(64, 96)))
-    log("stored", stored, "wide/0", 0, peaked)
-    log("stored", stored, "wide/0", 1, _softmax(4 * noise.normal(size=(33, 47))))
-    log("stored", stored, "wide/0", 2, np.tile(np.eye(1, 90), (70, 1)))
-    log("stored", stored, "scores/0", 0, 5 * noise.normal(size=(3, 40, 50)))
-    # A header of version 2 without "streams", as written before the header said.
+    matrices = [
+        ("wide/0", 0, peaked),
+        ("wide/0", 1, _softmax(4 * noise.normal(size=(33, 47)))),
+        ("wide/0", 2, np.tile(np.eye(1, 90), (70, 1))),
+        ("scores/0", 0, 5 * noise.normal(size=(3, 40, 50))),
+    ]
+    for tag, step, weights in matrices:
+        with stored.as_default():
+            assert attention(tag, weights, step=step)
+        shape = np.shape(weights)
+        logs.stored.setdefault(tag, []).append(
+            Written(
+                step,
+                stored_values(weights),
+                [str(i) for i in range(shape[-1])],
+                [str(i) for i in range(shape[-2])],
+                values_blob=codec.encode(weights)[1],
+            )
+        )
+    # A header of version 2 without "streams", as written before the header said, and
+    # one whose lengths do not add up to the blob's (a hint the plugin must not trust).
     legacy_header, legacy_values = codec.encode(peaked)
     legacy = codec.decode_header(legacy_header)
     assert legacy.streams is not None and len(legacy.streams) == 3
@@ -194,26 +216,16 @@ def write_logs(logdir: str, long_steps: int = 12) -> Logs:
         "input_labels": list(legacy.input_labels),
         "query_labels": list(legacy.query_labels),
     }
-    with stored.as_default():
-        tf.summary.write(
-            "legacy/0",
-            tf.constant([json.dumps(without).encode(), legacy_values]),
-            step=0,
-            metadata=metadata.create_summary_metadata(),
-        )
-        # Lengths that do not add up to the blob's: a hint the plugin must not trust.
-        wrong = {**without, "streams": [1, 2]}
-        tf.summary.write(
-            "mislengths/0",
-            tf.constant([json.dumps(wrong).encode(), legacy_values]),
-            step=0,
-            metadata=metadata.create_summary_metadata(),
-        )
-    first = logs.written["stored"]["wide/0"][0]
-    for tag in ("legacy/0", "mislengths/0"):
-        logs.written["stored"][tag] = [
-            Written(0, first.values, first.input_labels, first.query_labels)
-        ]
+    for tag, header in (("legacy/0", without), ("mislengths/0", {**without, "streams": [1, 2]})):
+        with stored.as_default():
+            tf.summary.write(
+                tag,
+                tf.constant([json.dumps(header).encode(), legacy_values]),
+                step=0,
+                metadata=metadata.create_summary_metadata(),
+            )
+        first = logs.stored["wide/0"][0]
+        logs.stored[tag] = [Written(0, first.values, first.input_labels, first.query_labels)]
     stored.close()
 
     # Run "v1": the committed event file of format version 1 (tests/v1_fixture.py).
@@ -335,11 +347,14 @@ def check_stored(body: bytes, w: Written) -> dict:
     """Asserts a stored-form answer holds w's values in the zlib streams it announces.
 
     Each stream must inflate by itself, exactly to its end (what the browser's
-    DecompressionStream needs), and together decode to w's values. Returns the JSON.
+    DecompressionStream needs), and together decode to w's values; the blob must be the
+    one written where `w.values_blob` says. Returns the JSON.
     """
     from tb_plugin import codec
 
     header, blob = parse_stored(body)
+    if w.values_blob is not None:
+        assert blob == w.values_blob  # exactly as written
     expected = expected_json(w)
     del expected["values"]
     assert {k: header[k] for k in expected if k != "step"} == {

@@ -48,7 +48,7 @@ def _all_data_loaded(server: TensorBoardServer, logs) -> bool:
         {run: sorted(t) for run, t in tags.items()} == VISIBLE_TAGS
         and all(
             tags[run][tag]["num_steps"] == len(written)
-            for run, by_tag in logs.written.items()
+            for run, by_tag in [*logs.written.items(), ("stored", logs.stored)]
             for tag, written in by_tag.items()
         )
         and server.get_json(PREFIX + "entropy?run=model")
@@ -90,16 +90,24 @@ def test_tags(server):
     assert not set(HIDDEN_TAGS) & set(tags["train"])
 
 
-def test_matrix_stored_form_is_the_blob_in_its_streams(server, logs):
-    # Before any test has the plugin decode these steps (it then answers the codes form).
-    for run in ("stored", "v1"):
-        for tag, written in logs.written[run].items():
-            for w in written:
-                status, body, headers = server.get(
-                    _url("matrix", run=run, tag=tag, step=w.step, format="stored")
-                )
-                assert status == 200 and headers["Content-Type"] == "application/octet-stream"
-                check_stored(body, w)
+def test_matrix_stored_form_is_the_blob_as_written_in_its_streams(server, logs):
+    # Run "stored" is not in logs.written, so no other test has the plugin decode it (it
+    # would then answer the codes form).
+    for tag in ("wide/0", "scores/0"):
+        for w in logs.stored[tag]:
+            status, body, headers = server.get(
+                _url("matrix", run="stored", tag=tag, step=w.step, format="stored")
+            )
+            assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+            check_stored(body, w)
+    # Streams not stated (or stated wrongly): the plugin decodes; the codes form comes.
+    for tag in ("legacy/0", "mislengths/0"):
+        (w,) = logs.stored[tag]
+        status, body, _ = server.get(_url("matrix", run="stored", tag=tag, format="stored"))
+        header, codes = parse_codes(body)
+        assert status == 200 and "streams" not in header
+        widened = widen_codes(codes, header["encoding"]).reshape(header["shape"])
+        np.testing.assert_array_equal(widened, w.values32)
 
 
 def test_steps_and_matrix_json_are_exact(server, logs):

@@ -211,36 +211,48 @@ def test_matrix_codes_are_the_stored_codes_and_widen_to_the_binary_values(client
 def test_matrix_stored_is_the_values_blob_as_written_in_the_zlib_streams_it_names(provider, logs):
     client = _client(provider, logs.logdir)  # nothing decoded yet
     encodings = set()
-    for run in ("stored", "v1", "train"):
-        for tag, steps in logs.written[run].items():
-            for w in steps:
-                response = _get(client, "matrix", run=run, tag=tag, step=w.step, format="stored")
-                assert response.status_code == 200, response.get_data()
-                assert response.mimetype == "application/octet-stream"
-                header = check_stored(response.get_data(), w)
-                encodings.add((header["encoding"], len(header["streams"])))
-                # Asked again, it comes from the plugin's cache in the same form.
-                again = _get(client, "matrix", run=run, tag=tag, step=w.step, format="stored")
-                assert again.get_data() == response.get_data()
-    # Every encoding, and blobs of one and of several streams (those of "legacy/0", whose
-    # header does not say, and of "mislengths/0", whose header is wrong, found by inflating;
-    # the v1 blob's known to be one).
+    steps = [("stored", tag, w) for tag in ("wide/0", "scores/0") for w in logs.stored[tag]]
+    steps += [
+        (run, tag, w)
+        for run in ("v1", "train")
+        for tag, ws in logs.written[run].items()
+        for w in ws
+    ]
+    for run, tag, w in steps:
+        response = _get(client, "matrix", run=run, tag=tag, step=w.step, format="stored")
+        assert response.status_code == 200, response.get_data()
+        assert response.mimetype == "application/octet-stream"
+        header = check_stored(response.get_data(), w)
+        encodings.add((header["encoding"], len(header["streams"])))
+        # Asked again, it comes from the plugin's cache in the same form.
+        again = _get(client, "matrix", run=run, tag=tag, step=w.step, format="stored")
+        assert again.get_data() == response.get_data()
+    # Every encoding, and blobs of one and of several streams (a v1 blob is one).
     assert {e for e, _ in encodings} == {"decimal4", "float16", "float16-planes"}
     assert {1, 2, 3} <= {n for _, n in encodings}
 
 
-def test_matrix_stored_of_a_step_held_decoded_is_the_codes_form(provider, logs):
+def test_matrix_stored_is_the_codes_form_where_the_streams_are_not_stated_or_held_decoded(
+    provider, logs
+):
     client = _client(provider, logs.logdir)
-    w = logs.written["stored"]["wide/0"][0]
-    params = {"run": "stored", "tag": "wide/0", "step": w.step}
-    codes = _get(client, "matrix", format="codes", **params)
-    stored = _get(client, "matrix", format="stored", **params)
-    assert stored.status_code == 200 and stored.get_data() == codes.get_data()
-    header, values = parse_codes(stored.get_data())
-    assert "streams" not in header
-    np.testing.assert_array_equal(
-        widen_codes(values, header["encoding"]).reshape(w.values.shape), w.values32
-    )
+    w = logs.stored["wide/0"][0]
+    # Held decoded, because another form asked for the step first.
+    codes = _get(client, "matrix", run="stored", tag="wide/0", step=w.step, format="codes")
+    cases = [("wide/0", codes.get_data())]
+    # A header written before it named its streams, and one whose lengths are wrong: only
+    # inflating finds the streams' ends, so the plugin decodes (and keeps) the codes.
+    cases += [("legacy/0", None), ("mislengths/0", None)]
+    for tag, expected in cases:
+        for _ in range(2):
+            stored = _get(client, "matrix", run="stored", tag=tag, step=0, format="stored")
+            assert stored.status_code == 200, stored.get_data()
+            header, values = parse_codes(stored.get_data())
+            assert "streams" not in header and header["encoding"] == "decimal4"
+            assert expected is None or stored.get_data() == expected
+            np.testing.assert_array_equal(
+                widen_codes(values, header["encoding"]).reshape(w.values.shape), w.values32
+            )
 
 
 def test_matrix_csv_export(client, logs):

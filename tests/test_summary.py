@@ -158,7 +158,7 @@ def test_every_matrix_kind_round_trips_within_its_precision_and_v1_bytes(kind, s
         # Never more bytes than format version 1 stored.
         assert len(header_blob) + len(values_blob) <= _v1_bytes(exact)
     # The header names each zlib stream of the values, each complete by itself.
-    assert codec.stream_lengths(header, values_blob) == header.streams
+    assert codec.stated_streams(header, values_blob) == header.streams
     start = 0
     for length in header.streams:
         decompressor = zlib.decompressobj()
@@ -376,11 +376,6 @@ def _v1_header(**changes) -> bytes:
         (_header(shape=[4096, 4096]), "shape"),
         (_header(encoding="float32"), "encoding"),
         (_header(encoding=["decimal4"]), "encoding"),
-        (_header(streams=[]), "streams"),
-        (_header(streams=[0]), "streams"),
-        (_header(streams=[1, 2, 3, 4]), "streams"),
-        (_header(streams=[True]), "streams"),
-        (_header(streams="12"), "streams"),
         (_v1_header(dtype="<f4"), "dtype"),
         (_header(input_labels=["a"]), "input_labels"),
         (_header(query_labels=[1]), "query_labels"),
@@ -416,23 +411,23 @@ def test_corrupt_values_raise_decode_error():
         codec.decode_values(v2, zlib.compress(bytes([0xF0, 0xFF, 0xFF])))  # 15 + 65535
 
 
-def test_stream_lengths_come_from_the_header_else_from_the_blob():
+def test_stream_lengths_are_stated_by_the_header_when_they_add_up():
     weights = np.random.default_rng(3).dirichlet(np.full(200, 0.1), size=100)
     header_blob, blob = codec.encode(weights)
     said = codec.decode_header(header_blob)
-    assert len(said.streams) == 3 and sum(said.streams) == len(blob)
-    # Written before the header said, or said wrongly: found by inflating.
+    assert len(said.streams) == 3 and codec.stated_streams(said, blob) == said.streams
+    # Written before the header said, or said wrongly: not known without inflating.
     for streams in (None, (1, 2), (len(blob) + 1,)):
-        header = dataclasses.replace(said, streams=streams)
-        assert codec.stream_lengths(header, blob) == said.streams
-    # Version 1: one stream, whatever it holds (the reader checks it when decoding).
-    v1 = codec.decode_header(_v1_header())
-    assert codec.stream_lengths(v1, b"anything") == (8,)
-    legacy = dataclasses.replace(said, streams=None)
-    with pytest.raises(codec.DecodeError, match="zlib"):
-        codec.stream_lengths(legacy, b"not zlib")
-    with pytest.raises(codec.DecodeError, match="or more"):
-        codec.stream_lengths(legacy, zlib.compress(b"\0" * 10_000_000))
+        assert codec.stated_streams(dataclasses.replace(said, streams=streams), blob) is None
+    # Version 1: always one stream.
+    assert codec.stated_streams(codec.decode_header(_v1_header()), b"anything") == (8,)
+
+
+@pytest.mark.parametrize("streams", [[], [0], [1, 2, 3, 4], [True], "12", [1.5], None])
+def test_a_malformed_streams_hint_is_ignored_not_an_unreadable_header(streams):
+    # The hint is never needed to decode: a bad one must not hide a readable matrix.
+    header = codec.decode_header(_header(streams=streams))
+    assert header.streams is None and header.shape == (1, 2)
 
 
 def test_non_finite_stored_values_are_refused():

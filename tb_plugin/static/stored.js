@@ -14,17 +14,31 @@
 const NIBBLE_ESCAPE = 15;
 const DECIMAL_MAX = 10000; // "decimal4" codes are round(weight * 10000)
 
-/** The most bytes the values of an encoding inflate to (codec.py's `_raw_limit`). */
+/** The most bytes the values of an encoding inflate to (as codec.py's `decode_values` bounds them). */
 function rawLimit(encoding, count) {
   return encoding === "decimal4" ? ((count + 1) >> 1) + 2 * count : 2 * count;
 }
 
-/** Inflates one zlib stream, refusing more than limit bytes (a "zip bomb" stops there). */
+// Compressed bytes handed to the inflater at a time. Chromium inflates a whole input chunk
+// before its output can be read, so a small input that inflates to gigabytes (a "zip bomb")
+// is stopped only if it comes in slices: one slice inflates to at most ~1032 times its size.
+const FEED_BYTES = 4096;
+
+/** Inflates one zlib stream, refusing more than limit bytes. Returns {chunks, size}. */
 async function inflate(bytes, limit) {
-  const reader = new Blob([bytes])
-    .stream()
-    .pipeThrough(new DecompressionStream("deflate"))
-    .getReader();
+  const stream = new DecompressionStream("deflate");
+  const writer = stream.writable.getWriter();
+  const reader = stream.readable.getReader();
+  const ignore = () => {}; // the same error reaches the reader, which reports it
+  // Fed with backpressure (writer.ready waits until the output is read), while reading.
+  (async () => {
+    for (let at = 0; at < bytes.length; at += FEED_BYTES) {
+      await writer.ready;
+      writer.write(bytes.subarray(at, at + FEED_BYTES)).catch(ignore);
+    }
+    await writer.ready;
+    writer.close().catch(ignore);
+  })().catch(ignore);
   const chunks = [];
   let size = 0;
   try {
@@ -33,7 +47,8 @@ async function inflate(bytes, limit) {
       if (done) break;
       size += value.byteLength;
       if (size > limit) {
-        reader.cancel().catch(() => {});
+        reader.cancel().catch(ignore);
+        writer.abort().catch(ignore);
         throw new RangeError(`values: expected at most ${limit} bytes, got more`);
       }
       chunks.push(value);
@@ -57,12 +72,18 @@ async function inflateAll(bytes, streams, limit) {
     return part;
   });
   if (start !== bytes.length) {
-    throw new Error(`values: stream lengths add up to ${start} bytes, the answer holds ${bytes.length}`);
+    throw new Error(
+      `values: stream lengths add up to ${start} bytes, the answer holds ${bytes.length}`,
+    );
   }
-  // Concurrently: the browser may inflate the streams in parallel.
-  const inflated = await Promise.all(parts.map((part) => inflate(part, limit)));
-  const size = inflated.reduce((sum, one) => sum + one.size, 0);
-  if (size > limit) throw new Error(`values: expected at most ${limit} bytes, got ${size}`);
+  // One after another, each bounded by what the others left of the limit.
+  const inflated = [];
+  let size = 0;
+  for (const part of parts) {
+    const one = await inflate(part, limit - size);
+    inflated.push(one);
+    size += one.size;
+  }
   const raw = new Uint8Array(size);
   let offset = 0;
   for (const { chunks } of inflated) {
