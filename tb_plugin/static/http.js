@@ -81,10 +81,15 @@ async function getBinary(url, parse) {
   return parse(await response.arrayBuffer());
 }
 
+// Browsers without DecompressionStream (before Chrome 80, Firefox 113, Safari 16.4) cannot
+// unpack the stored form: they fetch the codes form.
+const UNPACKS_STORED = typeof DecompressionStream === "function";
+
 /** One run/tag/step matrix, decoded ({step, heads, rows, cols, values, labels}). */
 export function loadMatrix(run, tag, step) {
   const url = (format) => `./matrix?${query({ run, tag, step, format })}`;
   return cached(JSON.stringify(["matrix", run, tag, step]), async () => {
+    if (!UNPACKS_STORED) return getBinary(url("codes"), parseMatrixBinary);
     try {
       return await getBinary(url("stored"), parseMatrixBinary);
     } catch (err) {
