@@ -43,6 +43,7 @@ printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -208,28 +209,34 @@ _SELECT_AND_PAINT = """async (select, value) => {
 }"""
 
 
+@contextlib.contextmanager
+def painted_tab(browser, url: str):
+    """A fresh page (cold cache) on the attention tab, once it has painted: its root."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{url}#attention")
+        frame = page.frame_locator("iframe")
+        frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
+        yield frame.locator("#attention-root")
+    finally:
+        context.close()
+
+
 def large_matrix_ms(browser, url: str, repeats: int) -> dict[str, list[float]]:
     """Choosing the 1024 x 1024 tag until painted; re-painting it from the cache."""
     results: dict[str, list[float]] = {"load": [], "repaint": [], "longest task": []}
     for _ in range(repeats):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        try:
-            page = context.new_page()
-            page.goto(f"{url}#attention")
-            frame = page.frame_locator("iframe")
-            frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
-            root = frame.locator("#attention-root")
+        with painted_tab(browser, url) as root:
             load, longest = root.evaluate(
                 f"(_, [s, v]) => ({_SELECT_AND_PAINT})(s, v)", ["tag-select", BIG_TAG]
             )
             repaint, longest2 = root.evaluate(
                 f"(_, [s, v]) => ({_SELECT_AND_PAINT})(s, v)", ["scale-select", "unit"]
             )
-            results["load"].append(load)
-            results["repaint"].append(repaint)
-            results["longest task"].append(max(longest, longest2))
-        finally:
-            context.close()
+        results["load"].append(load)
+        results["repaint"].append(repaint)
+        results["longest task"].append(max(longest, longest2))
     return results
 
 
@@ -247,13 +254,7 @@ _FETCH_AND_DECODE = """async ([tag, step, format]) => {
 def step_forms_ms(browser, url: str) -> dict[str, list[float]]:
     """A new step of the large tag fetched and decoded in the page, stored vs codes form."""
     results: dict[str, list[float]] = {"stored": [], "codes": []}
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        page.goto(f"{url}#attention")
-        frame = page.frame_locator("iframe")
-        frame.locator("#heatmap[data-painted]").wait_for(timeout=60_000)
-        root = frame.locator("#attention-root")
+    with painted_tab(browser, url) as root:
         for form in results:  # warm-up: modules, code tables, the tag's listing
             root.evaluate(f"(_, a) => ({_FETCH_AND_DECODE})(a)", [BIG_TAG, 0, form])
         fresh = iter(range(1, BIG_STEPS))
@@ -263,8 +264,6 @@ def step_forms_ms(browser, url: str) -> dict[str, list[float]]:
                 step = next(fresh)
                 ms = root.evaluate(f"(_, a) => ({_FETCH_AND_DECODE})(a)", [BIG_TAG, step, form])
                 results[form].append(ms)
-    finally:
-        context.close()
     return results
 
 
