@@ -16,10 +16,12 @@ A logging point is written in two halves.
    training thread never waits for this, except at the end of `fit`
    (`SummaryWriting.finish`), so that everything is on disk when `fit` returns.
 
-Everything goes through TensorBoard's own `EventFileWriter` (`tb_plugin.summary`), not
-`tf.summary`, on every backend: no TensorFlow on JAX and PyTorch, and one code path to
-test. The values are the protos TensorFlow's summary ops write (the Images and Scalars
-tabs read them the same way, under both of TensorBoard's loaders).
+Everything goes through `tb_plugin.summary.EventFile`, not `tf.summary`, on every
+backend: no TensorFlow on JAX and PyTorch, and one code path to test. It writes each
+record on the worker thread itself (TensorBoard's `EventFileWriter` would add a thread of
+its own, which dies with a traceback on stderr when a write fails). The values are the
+protos TensorFlow's summary ops write (the Images and Scalars tabs read them the same way,
+under both of TensorBoard's loaders).
 
 A failure to write (no permission, a full disk, a file-size limit, a writer that
 raises) is not an error of training: it becomes one warning naming the run directory,
@@ -289,9 +291,7 @@ class SummaryWriting:
             return
         try:
             if self._writer is None:
-                self._writer = attention_summary.event_file_writer(
-                    self.run_dir, max_queue_size=1024, flush_secs=3600
-                )
+                self._writer = attention_summary.EventFile(self.run_dir)
             for summary in summaries:
                 attention_summary.write_event(self._writer, summary, step)
         except Exception as err:  # noqa: BLE001
