@@ -470,13 +470,30 @@ def _decode_decimal4(raw: bytes, size: int) -> np.ndarray:
     return codes
 
 
+def _raw_limit(header: Header) -> int:
+    """The most bytes the values blob of `header` may inflate to."""
+    size = header.size
+    return (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
+
+
+def _blob_limit(header: Header) -> int:
+    """More bytes than any values blob of `header` the writer makes: zlib's deflateBound
+    (the data, 1 byte in 4096 + 1 in 16384, 13 bytes, and 6 of zlib's frame) per stream."""
+    raw = _raw_limit(header)
+    return raw + (raw >> 12) + (raw >> 14) + _MAX_STREAMS * (13 + 6)
+
+
 def stated_streams(header: Header, blob: bytes) -> tuple[int, ...] | None:
     """The byte length of each zlib stream of a values blob, when known without inflating it.
 
     One stream for version 1; for version 2, what the header says, if that adds up to the
     blob's length; else None (a file written before the header said, or a wrong header:
-    the streams' ends are then known only by inflating, what decoding does).
+    the streams' ends are then known only by inflating, what decoding does). None too for
+    a blob longer than any the writer makes for its shape: corrupt, left to the decoder to
+    refuse, rather than sent on whole.
     """
+    if len(blob) > _blob_limit(header):
+        return None
     if header.version == 1:
         return (len(blob),)
     if header.streams is not None and sum(header.streams) == len(blob):
@@ -491,8 +508,7 @@ def decode_values(header: Header, blob: bytes) -> Values:
       DecodeError: when the blob does not hold exactly the values the header announces.
     """
     size = header.size
-    limit = (size + 1) // 2 + 2 * size if header.encoding == "decimal4" else 2 * size
-    raw = _inflate(blob, limit, "values")
+    raw = _inflate(blob, _raw_limit(header), "values")
     if header.encoding == "decimal4":
         codes = _decode_decimal4(raw, size)
     else:

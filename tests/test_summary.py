@@ -420,7 +420,18 @@ def test_stream_lengths_are_stated_by_the_header_when_they_add_up():
     for streams in (None, (1, 2), (len(blob) + 1,)):
         assert codec.stated_streams(dataclasses.replace(said, streams=streams), blob) is None
     # Version 1: always one stream.
-    assert codec.stated_streams(codec.decode_header(_v1_header()), b"anything") == (8,)
+    v1 = codec.decode_header(_v1_header())
+    assert codec.stated_streams(v1, b"anything") == (8,)
+    # Longer than any blob the writer makes for the shape: not sent on as it is.
+    huge = os.urandom(200_000)
+    assert codec.stated_streams(v1, huge) is None
+    padded = dataclasses.replace(said, streams=(len(huge),))
+    assert codec.stated_streams(padded, huge) is None
+    # The bound holds for the worst the writer does: incompressible raw scores.
+    noise = np.random.default_rng(4).uniform(-60000, 60000, size=(3, 100, 100))
+    header_blob, blob = codec.encode(noise)
+    header = codec.decode_header(header_blob)
+    assert codec.stated_streams(header, blob) == header.streams
 
 
 @pytest.mark.parametrize("streams", [[], [0], [1, 2, 3, 4], [True], "12", [1.5], None])
