@@ -306,13 +306,20 @@ def expected_json(w: Written, wall_time: float | None = None) -> dict:
     return body
 
 
-def parse_binary(body: bytes) -> tuple[dict, np.ndarray]:
-    """Reads the binary form of `matrix`: header JSON, padding, float32 values."""
+def _frame(body: bytes) -> tuple[dict, int]:
+    """A binary answer's frame: a uint32 length, that much JSON, zero padding to 4 bytes.
+
+    Returns the JSON and where what follows it starts."""
     (length,) = struct.unpack_from("<I", body, 0)
     header = json.loads(body[4 : 4 + length].decode("utf-8"))
     start = 4 + length + (-(4 + length) % 4)
     assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
-    values = np.frombuffer(body, dtype="<f4", offset=start)
+    return header, start
+
+
+def parse_binary(body: bytes) -> tuple[dict, np.ndarray]:
+    """Reads the binary form of `matrix`: header JSON, padding, float32 values."""
+    header, values = _framed(body, "<f4")
     return header, values.reshape(header["shape"])
 
 
@@ -326,20 +333,14 @@ def widen_codes(codes: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def _framed(body: bytes, dtype: str) -> tuple[dict, np.ndarray]:
-    """A binary answer: a uint32 length, that much JSON, zero padding to 4 bytes, values."""
-    (length,) = struct.unpack_from("<I", body, 0)
-    header = json.loads(body[4 : 4 + length].decode("utf-8"))
-    start = 4 + length + (-(4 + length) % 4)
-    assert start % 4 == 0 and body[4 + length : start] == b"\0" * (start - 4 - length)
+    """A binary answer: its frame, then values of `dtype`."""
+    header, start = _frame(body)
     return header, np.frombuffer(body, dtype=dtype, offset=start)
 
 
 def parse_stored(body: bytes) -> tuple[dict, bytes]:
     """Reads the stored form of `matrix`: header JSON, padding, the values blob as stored."""
-    (length,) = struct.unpack_from("<I", body, 0)
-    header = json.loads(body[4 : 4 + length].decode("utf-8"))
-    start = 4 + length + (-(4 + length) % 4)
-    assert body[4 + length : start] == b"\0" * (start - 4 - length)
+    header, start = _frame(body)
     return header, body[start:]
 
 

@@ -41,23 +41,22 @@ async function inflate(bytes, limit) {
   })().catch(ignore);
   const chunks = [];
   let size = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        reader.cancel().catch(ignore);
-        writer.abort().catch(ignore);
-        throw new RangeError(`values: expected at most ${limit} bytes, got more`);
-      }
-      chunks.push(value);
+  for (;;) {
+    let read;
+    try {
+      read = await reader.read();
+    } catch (err) {
+      throw new Error(`values are not zlib data: ${err.message}`);
     }
-  } catch (err) {
-    if (err instanceof RangeError) throw new Error(err.message);
-    throw new Error(`values are not zlib data: ${err.message}`);
+    if (read.done) return { chunks, size };
+    size += read.value.byteLength;
+    if (size > limit) {
+      reader.cancel().catch(ignore);
+      writer.abort().catch(ignore);
+      throw new Error(`values: expected at most ${limit} bytes, got more`);
+    }
+    chunks.push(read.value);
   }
-  return { chunks, size };
 }
 
 /** Inflates the streams (their byte lengths in order) of bytes into one Uint8Array. */
