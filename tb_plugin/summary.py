@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tb_plugin import codec, metadata
+from tb_plugin import codec, metadata, records
 
 
 def attention_pb(
@@ -131,8 +131,9 @@ class EventFile:
     failed write raises in the call that made it. The records are TFRecords (length,
     data, masked CRC-32C of each), the event file format: with TensorFlow loaded, written
     by `tf.io.TFRecordWriter` (its checksums in C++, and TensorFlow's file systems);
-    without, by TensorBoard's `RecordWriter` on its stub file system (checksums in
-    Python, about 50 ms for a 300 kB record), as `event_file_writer` opens it.
+    without, framed by `tb_plugin.records` (checksums in numpy, about 5 ms a megabyte
+    where TensorBoard's `RecordWriter` takes 0.3 s in Python) on TensorBoard's stub file
+    system, as `event_file_writer` opens it.
 
     Args:
       logdir: the directory (a run) to write a new event file in; created if missing.
@@ -150,10 +151,9 @@ class EventFile:
             self._records = tf.io.TFRecordWriter(os.path.join(logdir, name))
         else:
             from tensorboard.compat.tensorflow_stub.io import gfile
-            from tensorboard.summary.writer.record_writer import RecordWriter
 
             gfile.makedirs(logdir)
-            self._records = RecordWriter(gfile.GFile(os.path.join(logdir, name), "wb"))
+            self._records = _FramedFile(gfile.GFile(os.path.join(logdir, name), "wb"))
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()
 
@@ -165,6 +165,22 @@ class EventFile:
 
     def close(self) -> None:
         self._records.close()
+
+
+class _FramedFile:
+    """A file that takes payloads and stores them as TFRecords."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, payload: bytes) -> None:
+        self._stream.write(records.frame(payload))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def write_event(writer: Any, summary: summary_pb2.Summary, step: int) -> None:

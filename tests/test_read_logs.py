@@ -154,3 +154,16 @@ def test_dataframe_without_pandas_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="pip install pandas"):
         read_attention_logs(tmp_path, dataframe=True)
     assert len(read_attention_logs(tmp_path)) == 12
+
+
+@pytest.mark.all_backends
+def test_a_record_whose_payload_checksum_fails_is_reported_naming_its_file(tmp_path):
+    _write_two_runs(str(tmp_path))
+    run = tmp_path / "attention"
+    (name,) = os.listdir(run)
+    data = bytearray((run / name).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, inside some payload
+    (run / name).write_bytes(bytes(data))
+    with pytest.raises(codec.DecodeError, match="checksum") as raised:
+        read_attention_logs(tmp_path)
+    assert name in str(raised.value)
