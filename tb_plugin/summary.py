@@ -81,6 +81,7 @@ def blobs_pb(
     return summary
 
 
+# Held while `event_file_writer` swaps names in TensorBoard's event_file_writer module.
 _STUB_LOCK = threading.Lock()
 
 
@@ -94,7 +95,8 @@ def event_file_writer(logdir: str, **kwargs: Any):
     (`tensorboard.compat.tensorflow_stub`: local paths, and s3:// or fsspec URLs where
     those are installed); with TensorFlow loaded, TensorFlow's (gs:// and the rest).
     The writer only touches the file system while it is opened: afterwards it holds
-    the open file.
+    the open file. Either way its records are framed by `tb_plugin.records` (checksums in
+    numpy), not by TensorBoard's `RecordWriter`, which computes them in Python.
 
     Args:
       logdir: the directory (a run) to write an event file in; created if missing.
@@ -105,16 +107,20 @@ def event_file_writer(logdir: str, **kwargs: Any):
     """
     from tensorboard.summary.writer import event_file_writer as module
 
-    if "tensorflow" in sys.modules:
-        return module.EventFileWriter(logdir, **kwargs)
-    from tensorboard.compat import tensorflow_stub
+    swapped: dict[str, Any] = {"RecordWriter": _RecordFile}
+    if "tensorflow" not in sys.modules:
+        from tensorboard.compat import tensorflow_stub
 
+        swapped["tf"] = tensorflow_stub
     with _STUB_LOCK:
-        lazy, module.tf = module.tf, tensorflow_stub
+        kept = {name: getattr(module, name) for name in swapped}
+        for name, value in swapped.items():
+            setattr(module, name, value)
         try:
             return module.EventFileWriter(logdir, **kwargs)
         finally:
-            module.tf = lazy
+            for name, value in kept.items():
+                setattr(module, name, value)
 
 
 # Numbers the event files `EventFile` opens in this process (names must be unique).
@@ -153,7 +159,7 @@ class EventFile:
             from tensorboard.compat.tensorflow_stub.io import gfile
 
             gfile.makedirs(logdir)
-            self._records = _FramedFile(gfile.GFile(os.path.join(logdir, name), "wb"))
+            self._records = _RecordFile(gfile.GFile(os.path.join(logdir, name), "wb"))
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()
 
@@ -167,11 +173,16 @@ class EventFile:
         self._records.close()
 
 
-class _FramedFile:
-    """A file that takes payloads and stores them as TFRecords."""
+class _RecordFile:
+    """A file that takes payloads and stores them as TFRecords (what TensorBoard's
+    `RecordWriter` does, with the checksums in numpy)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
 
     def write(self, payload: bytes) -> None:
         self._stream.write(records.frame(payload))

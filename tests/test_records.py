@@ -109,3 +109,23 @@ def test_an_event_file_written_without_tensorflow_passes_tensorflows_checksums(t
     read = read_attention_logs(logdir)
     assert [r.step for r in read] == [0, 1, 2]
     np.testing.assert_allclose(read[0].values, weights, atol=5e-5)
+
+
+@pytest.mark.all_backends
+def test_event_file_writer_records_pass_tensorboards_own_checksum_reader(tmp_path):
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+
+    from tb_plugin.read_logs import read_attention_logs
+    from tb_plugin.summary import attention, event_file_writer
+
+    writer = event_file_writer(str(tmp_path))
+    weights = np.random.default_rng(4).dirichlet(np.ones(300), size=300)
+    assert attention("layer/0", weights, step=7, writer=writer)
+    writer.close()
+    (name,) = os.listdir(tmp_path)
+    reader = PyRecordReader_New(str(tmp_path / name))  # checks both checksums
+    reader.GetNext()  # the file version
+    reader.GetNext()  # the summary: raises DataLossError on a wrong checksum
+    (record,) = read_attention_logs(tmp_path)
+    assert record.step == 7
+    np.testing.assert_allclose(record.values, weights, atol=5e-5)
