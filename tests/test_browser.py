@@ -486,6 +486,26 @@ def test_play_animates_to_the_latest_step(page, servers):
     assert "Play" in frame.locator("#play-button").text_content()
 
 
+def test_play_and_the_sliders_wait_for_the_step_list(page, servers):
+    # Hold the step list back (a slow server): the latest step is painted without it, and
+    # Play pressed then would have nothing to play, so it is disabled until the list comes.
+    held = []
+    page.route("**/steps?*", lambda route: held.append(route))
+    page.goto(servers[0].url + "#attention")
+    frame = page.frame_locator("iframe")
+    frame.locator("#heatmap[data-painted]").wait_for(timeout=30_000)
+    assert held, "the tab asked for no step list"
+    for control in ("#play-button", "#step-slider", "#compare-slider"):
+        assert frame.locator(control).is_disabled(), control
+    assert frame.locator("#tag-select").is_enabled()
+    for route in held:
+        route.continue_()
+    page.unroute("**/steps?*")
+    frame.locator("#play-button:enabled").wait_for()
+    frame.locator("#play-button").click()
+    wait_painted(frame, step=0, timeout=45_000)
+
+
 def test_tooltip_shows_tokens_and_weight(page, servers):
     frame = open_tab(page, servers[0])
     hover_cell(page, frame, *HIGH)

@@ -227,6 +227,8 @@ export class AttentionApp {
     ]) {
       control.disabled = !enabled;
     }
+    // The step controls wait for the step list: the latest step may be painted before it.
+    if (enabled) this.updateStepControls();
   }
 
   // ---- data refresh (initial load, polling, TensorBoard's reload)
@@ -483,6 +485,8 @@ export class AttentionApp {
     this.stepIndex = -1;
     this.compareIndex = 0;
     this.followLatest = true;
+    // Until the new list comes, Play and the sliders would act on nothing: disable them.
+    this.updateStepControls();
   }
 
   setStepIndex(index) {
