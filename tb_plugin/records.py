@@ -19,7 +19,8 @@ second's. Advancing over 2**k zero bytes is a linear map of the 32-bit register,
 the images of its 32 unit vectors, composed by squaring and applied as four byte tables
 (`_advance`), so the slices' registers are joined pairwise in log2(slices) vectorized
 rounds. Below `_VECTOR_FROM` bytes (record lengths, small events) a plain loop is faster.
-A megabyte takes about 5 ms.
+A megabyte takes 5 to 7 ms; the padded copy and its transpose
+take up to 4 times the payload's bytes while it runs.
 
 Checked against RFC 3720's test vectors, TensorBoard's stub and TensorFlow's writer
 (tests/test_records.py); benchmarks/records.py measures it against the stub.
@@ -36,11 +37,13 @@ import numpy as np
 # CRC-32C (Castagnoli), reflected: the polynomial 0x1EDC6F41 with its bits reversed.
 _POLYNOMIAL = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8  # TFRecord's checksum masking (crc32c.h in TensorFlow)
-# Bytes per slice to aim for: fewer steps make longer vectors, and past a slice of about
-# 32 bytes the steps' fixed cost no longer dominates (benchmarks/records.py).
+# Bytes per slice (up to 2 MB; longer payloads have longer slices): one step per byte of a
+# slice, each over all slices. 16 to 64 timed alike from 8 kB to 4 MB on 2 cores.
 _SLICE_BYTES = 32
 _MAX_LANES = 1 << 16
-_VECTOR_FROM = 3072  # bytes; below, the Python loop is faster
+# Below this many bytes the Python loop is faster (2 kB: 0.43 against 0.50 ms; 3 kB: 0.59
+# against 0.48 ms; 2 cores).
+_VECTOR_FROM = 3072
 
 
 def _table() -> np.ndarray:

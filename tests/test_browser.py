@@ -486,7 +486,7 @@ def test_play_animates_to_the_latest_step(page, servers):
     assert "Play" in frame.locator("#play-button").text_content()
 
 
-def test_play_and_the_sliders_wait_for_the_step_list(page, servers):
+def test_play_and_the_sliders_wait_for_the_step_list_and_a_failed_one_is_retried(page, servers):
     # Hold the step list back (a slow server): the latest step is painted without it, and
     # Play pressed then would have nothing to play, so it is disabled until the list comes.
     held = []
@@ -498,10 +498,12 @@ def test_play_and_the_sliders_wait_for_the_step_list(page, servers):
     for control in ("#play-button", "#step-slider", "#compare-slider"):
         assert frame.locator(control).is_disabled(), control
     assert frame.locator("#tag-select").is_enabled()
+    # The request fails; the tab's next poll of ./tags (every 5 s) asks for the list again.
     for route in held:
-        route.continue_()
+        route.abort()
     page.unroute("**/steps?*")
-    frame.locator("#play-button:enabled").wait_for()
+    frame.locator("#status.error").wait_for()
+    frame.locator("#play-button:enabled").wait_for(timeout=30_000)
     frame.locator("#play-button").click()
     wait_painted(frame, step=0, timeout=45_000)
 

@@ -609,6 +609,7 @@ def test_direction_overrides_are_shown_and_isolated(page, server):
         seen = tooltip.evaluate(measure)
         if seen is not None:
             break
+    assert seen is not None, "a repaint hid the tooltip at each of 5 hovers"
     token = tooltip.locator(".token").first
     position = tooltip.locator(".position").first
     assert token.evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate"

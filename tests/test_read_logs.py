@@ -158,12 +158,20 @@ def test_dataframe_without_pandas_says_what_to_install(tmp_path, monkeypatch):
 
 @pytest.mark.all_backends
 def test_a_record_whose_payload_checksum_fails_is_reported_naming_its_file(tmp_path):
+    import struct
+
     _write_two_runs(str(tmp_path))
     run = tmp_path / "attention"
     (name,) = os.listdir(run)
     data = bytearray((run / name).read_bytes())
-    data[len(data) // 2] ^= 0x01  # one bit, inside some payload
+    # The second record (the first summary): skip the file version's record, then flip one
+    # bit in the middle of the payload, between its 12 bytes of length and its checksum.
+    (first,) = struct.unpack("<Q", data[:8])
+    offset = 16 + first
+    (length,) = struct.unpack("<Q", data[offset : offset + 8])
+    data[offset + 12 + length // 2] ^= 0x01
     (run / name).write_bytes(bytes(data))
-    with pytest.raises(codec.DecodeError, match="checksum") as raised:
+    with pytest.raises(codec.DecodeError, match="payload fails its checksum") as raised:
         read_attention_logs(tmp_path)
-    assert name in str(raised.value)
+    assert name in str(raised.value) and f"at byte {offset} " in str(raised.value)
+    assert "move this file out" in str(raised.value)

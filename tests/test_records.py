@@ -129,3 +129,20 @@ def test_event_file_writer_records_pass_tensorboards_own_checksum_reader(tmp_pat
     (record,) = read_attention_logs(tmp_path)
     assert record.step == 7
     np.testing.assert_allclose(record.values, weights, atol=5e-5)
+
+
+@pytest.mark.all_backends
+def test_event_file_writer_puts_back_what_it_swaps_in_tensorboard_even_when_it_fails(tmp_path):
+    from tensorboard.summary.writer import event_file_writer as module
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from tb_plugin.summary import event_file_writer
+
+    tf_before = module.tf
+    event_file_writer(str(tmp_path / "ok")).close()
+    assert module.RecordWriter is RecordWriter and module.tf is tf_before
+    (tmp_path / "file").write_text("not a directory")
+    # OSError from TensorBoard's stub file system; TensorFlow's, when loaded, raises its own.
+    with pytest.raises(Exception, match="(?i)directory|exists|not a dir"):
+        event_file_writer(str(tmp_path / "file" / "run"))
+    assert module.RecordWriter is RecordWriter and module.tf is tf_before

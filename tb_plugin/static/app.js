@@ -254,7 +254,11 @@ export class AttentionApp {
       return;
     }
     const json = JSON.stringify(tags);
-    if (json === this.tagsJson) return;
+    if (json === this.tagsJson) {
+      // A step list that could not be loaded is asked for again at the next poll.
+      if (this.tag && this.steps.length === 0) await this.loadSteps();
+      return;
+    }
     const previous = this.tags;
     this.tags = tags;
     this.tagsJson = json;
