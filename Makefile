@@ -42,7 +42,7 @@ browser:
 # TEST_WORKERS processes (pytest-xdist), a test file per process at a time, so that a
 # file's module fixtures (a trained model, a server) are built once. Three on 2 cores: a
 # process waiting on a subprocess, a server or the browser leaves a core free (measured on
-# a clean clone: 10.4 to 11.7 min for the three passes, 12.9 to 14.4 with install and lint).
+# a clean clone: 10.4 to 11.7 min for the three passes, 12.8 to 14.4 with install and lint).
 TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS) --dist loadfile
 test: install browser
@@ -63,6 +63,7 @@ bench: install
 	$(PY) benchmarks/layer.py
 	$(PY) benchmarks/layer_backends.py
 	$(PY) benchmarks/plugin.py
+	$(PY) benchmarks/records.py
 
 # The README's pictures of the Attention tab: trains the date example and a small
 # transformer, serves their logs, photographs the tab in headless Chromium (docs/images/).
