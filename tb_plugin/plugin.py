@@ -686,8 +686,9 @@ class AttentionPlugin(base_plugin.TBPlugin):
         if fmt == "stored" and not isinstance(blob, codec.Values):
             streams = codec.stated_streams(header, blob)
         if streams is not None:
-            self._keep_values(key, bytes(blob))
-            body = responses.stored_body(described, header, streams, blob)
+            stored = bytes(blob)
+            self._keep_values(key, stored)
+            body = responses.stored_body(described, header, streams, stored)
             return http_util.Respond(request, body, "application/octet-stream")
         with self._budget.reserve(header.size):
             try:

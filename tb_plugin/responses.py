@@ -120,7 +120,7 @@ def stored_body(
 ) -> bytes:
     """The stored form: the frame, its JSON with the encoding and stream lengths, the blob."""
     parts = _frame({**described, "encoding": header.encoding, "streams": list(streams)})
-    parts.append(bytes(blob))
+    parts.append(blob)
     return b"".join(parts)
 
 

@@ -81,6 +81,16 @@ def blobs_pb(
     return summary
 
 
+def _tensorflow_or_stub() -> Any:
+    """TensorFlow when it is loaded (its file systems: gs:// and the rest), else
+    TensorBoard's stub of it (local paths, and s3:// or fsspec URLs where installed)."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    from tensorboard.compat import tensorflow_stub
+
+    return tensorflow_stub
+
+
 # Held while `event_file_writer` swaps names in TensorBoard's event_file_writer module.
 _STUB_LOCK = threading.Lock()
 
@@ -107,11 +117,7 @@ def event_file_writer(logdir: str, **kwargs: Any):
     """
     from tensorboard.summary.writer import event_file_writer as module
 
-    swapped: dict[str, Any] = {"RecordWriter": _RecordFile}
-    if "tensorflow" not in sys.modules:
-        from tensorboard.compat import tensorflow_stub
-
-        swapped["tf"] = tensorflow_stub
+    swapped = {"RecordWriter": _RecordFile, "tf": _tensorflow_or_stub()}
     with _STUB_LOCK:
         kept = {name: getattr(module, name) for name in swapped}
         for name, value in swapped.items():
@@ -135,11 +141,11 @@ class EventFile:
     caller hears of it only at a later call. Code that writes on a worker thread of its
     own (`AttentionLogger`) needs neither the second thread nor its traceback: here a
     failed write raises in the call that made it. The records are TFRecords (length,
-    data, masked CRC-32C of each), the event file format: with TensorFlow loaded, written
-    by `tf.io.TFRecordWriter` (its checksums in C++, and TensorFlow's file systems);
-    without, framed by `tb_plugin.records` (checksums in numpy, 5 to 7 ms a megabyte
-    where TensorBoard's `RecordWriter` takes 0.3 s in Python) on TensorBoard's stub file
-    system, as `event_file_writer` opens it.
+    data, masked CRC-32C of each), the event file format, framed by `tb_plugin.records`
+    (checksums in numpy, 5 to 7 ms a megabyte, where TensorBoard's `RecordWriter` takes
+    0.3 s in Python) on every backend, so that one framing is tested everywhere; the file
+    system is TensorFlow's when it is loaded, else TensorBoard's stub, as for
+    `event_file_writer`.
 
     Args:
       logdir: the directory (a run) to write a new event file in; created if missing.
@@ -151,15 +157,9 @@ class EventFile:
             f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
             f"{os.getpid()}.{next(_EVENT_FILE_IDS)}.attention"
         )
-        if "tensorflow" in sys.modules:
-            tf = sys.modules["tensorflow"]
-            tf.io.gfile.makedirs(logdir)
-            self._records = tf.io.TFRecordWriter(os.path.join(logdir, name))
-        else:
-            from tensorboard.compat.tensorflow_stub.io import gfile
-
-            gfile.makedirs(logdir)
-            self._records = _RecordFile(gfile.GFile(os.path.join(logdir, name), "wb"))
+        gfile = _tensorflow_or_stub().io.gfile
+        gfile.makedirs(logdir)
+        self._records = _RecordFile(gfile.GFile(os.path.join(logdir, name), "wb"))
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
         self.flush()
 
